@@ -1,0 +1,7 @@
+//! bot-host: the compliance recording bot.
+//!
+//! For now it records captured calls (`bot-host replay`); the live bot (signaling webhook,
+//! sockets, WebRTC) builds on the same [`replay`] driver of media-core.
+
+pub mod capture;
+pub mod replay;
