@@ -1,1 +1,653 @@
-//! (being written)
+//! A call's recording: one [`ParticipantTrack`] per participant, each turning datagrams into
+//! an Ogg Opus byte stream on the call's time line.
+//!
+//! Sans-IO: the caller passes each datagram with its arrival time (`now`), calls
+//! [`ParticipantTrack::handle_timeout`] when [`ParticipantTrack::poll_timeout`] says, and
+//! writes out whatever [`ParticipantTrack::output`] holds (whole Ogg pages). Nothing here
+//! reads a clock, touches a file or allocates per packet in steady state.
+//!
+//! Per datagram: RTP/RTCP demultiplexing (RFC 5761) -> SRTP/SRTCP unprotect in place ->
+//! RTP parse -> per-SSRC extended sequence/timestamp -> reorder window -> time line
+//! placement -> silence fill of any gap -> the packet itself, bit-exact, into the Ogg page.
+
+use std::collections::VecDeque;
+
+use crate::ogg::{OggOpusWriter, OpusHead};
+use crate::opus;
+use crate::reorder::{Admission, ReorderBuffer, ReorderConfig, ReorderStats};
+use crate::rtcp::{CompoundPacket, RtcpPacket};
+use crate::rtp::{self, RtpPacket};
+use crate::seq::{ExtTs, SeqUnwrapper, TsUnwrapper};
+use crate::srtp::{SrtpError, SrtpKeyMaterial, SrtpSession};
+use crate::time::{format_rfc3339, Micros};
+use crate::timeline::{Resync, Timeline, TimelineConfig};
+
+/// Pre-skip written in OpusHead. The packets are remuxed, not re-encoded, so the real value is
+/// the sender's encoder lookahead, which RTP does not carry; 312 samples (6.5 ms) is what
+/// libopus, by far the most common sender, uses at 48 kHz, and it makes the decoded audio line
+/// up with the sender's capture time.
+pub const PRE_SKIP: u16 = 312;
+
+/// How a participant track is recorded.
+#[derive(Debug, Clone)]
+pub struct TrackConfig {
+    /// The participant's name (file name stem and OpusTags PARTICIPANT).
+    pub participant: String,
+    /// The call this track belongs to (OpusTags CALL_ID).
+    pub call_id: String,
+    /// SRTP keys of the incoming direction; `None` for plain RTP.
+    pub srtp: Option<SrtpKeyMaterial>,
+    /// The Opus payload type; `None` takes the payload type of the first packet that parses
+    /// as Opus and counts packets of other types (telephone events, comfort noise) apart.
+    pub payload_type: Option<u8>,
+    /// Ogg bitstream serial number.
+    pub serial: u32,
+    /// Reorder window bounds.
+    pub reorder: ReorderConfig,
+    /// Clock-disagreement tolerances.
+    pub timeline: TimelineConfig,
+    /// Longest time an Ogg page stays open; bounds what a killed process can lose.
+    pub flush_interval: Micros,
+    /// Whether `now` counts from the Unix epoch, so the first packet's time can be written
+    /// as the track's START_TIME tag.
+    pub unix_time: bool,
+}
+
+impl TrackConfig {
+    /// Defaults for a participant of a call.
+    pub fn new(call_id: impl Into<String>, participant: impl Into<String>) -> Self {
+        TrackConfig {
+            participant: participant.into(),
+            call_id: call_id.into(),
+            srtp: None,
+            payload_type: None,
+            serial: 1,
+            reorder: ReorderConfig::default(),
+            timeline: TimelineConfig::default(),
+            flush_interval: Micros::from_millis(1000),
+            unix_time: true,
+        }
+    }
+}
+
+/// Counters of one track, in packets unless named otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrackStats {
+    /// RTP packets that decrypted and parsed (duplicates and late ones included).
+    pub received: u64,
+    /// Received packets written to the file.
+    pub written: u64,
+    /// Sequence numbers never received.
+    pub lost: u64,
+    /// Extra copies of received packets, dropped.
+    pub duplicated: u64,
+    /// Packets that arrived after their place had been given up, dropped.
+    pub late: u64,
+    /// Packets that failed SRTP/SRTCP authentication or replay checks, dropped.
+    pub undecryptable: u64,
+    /// Datagrams that are not RTP/RTCP, or whose RTP or Opus framing is invalid, dropped.
+    pub malformed: u64,
+    /// RTCP packets (compound or not) received.
+    pub rtcp: u64,
+    /// RTP packets of another payload type than the track's Opus, dropped.
+    pub other_payload: u64,
+    /// 48 kHz samples of silence inserted for gaps.
+    pub filled_samples: u64,
+    /// 48 kHz samples on the track's time line (the file's playable duration).
+    pub samples: u64,
+    /// Times the time line was re-anchored on the arrival clock.
+    pub resyncs: u64,
+    /// SSRCs seen, in order of first use.
+    pub ssrcs: Vec<u32>,
+    /// Arrival of the first packet written.
+    pub first_arrival: Option<Micros>,
+    /// Arrival of the last datagram.
+    pub last_arrival: Option<Micros>,
+    /// Channel count of the stream (from the first Opus packet).
+    pub channels: u8,
+    /// The most recent SRTP failure, for a clear report (e.g. a wrong key).
+    pub last_srtp_error: Option<SrtpError>,
+}
+
+/// Something a track reports besides bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackEvent {
+    /// A new SSRC started on the track (the first one, or a change).
+    SourceStarted { ssrc: u32, at: Micros },
+    /// The time line was re-anchored on the arrival clock.
+    Resynced { reason: Resync, at: Micros },
+    /// An RTCP sender report (for aligning tracks and legs).
+    SenderReport {
+        ssrc: u32,
+        ntp: u64,
+        rtp_timestamp: u32,
+        at: Micros,
+    },
+    /// An RTCP BYE for an SSRC.
+    Goodbye { ssrc: u32, at: Micros },
+}
+
+/// Events kept for the caller before the oldest are dropped; events are rare, and a caller
+/// that never polls must not make memory grow.
+const MAX_EVENTS: usize = 64;
+
+/// A packet waiting in the reorder window: its own copy of the payload, in a buffer that is
+/// reused by later packets.
+#[derive(Debug, Default)]
+struct Held {
+    ts: ExtTs,
+    payload: Vec<u8>,
+}
+
+/// One RTP source (SSRC) of the track.
+#[derive(Debug)]
+struct Source {
+    ssrc: u32,
+    seq: SeqUnwrapper,
+    ts: TsUnwrapper,
+    reorder: ReorderBuffer<Held>,
+}
+
+/// Everything after the reorder window: placement and the Ogg writer.
+#[derive(Debug)]
+struct Sink {
+    timeline: Timeline,
+    writer: Option<OggOpusWriter>,
+    /// Position (48 kHz samples) where the next packet would start without a gap.
+    end: u64,
+    no_output: Vec<u8>,
+}
+
+/// The recording of one participant.
+#[derive(Debug)]
+pub struct ParticipantTrack {
+    config: TrackConfig,
+    srtp: Option<SrtpSession>,
+    source: Option<Source>,
+    /// Reorder counters of sources already replaced.
+    retired: ReorderStats,
+    switched_at: Micros,
+    sink: Sink,
+    stats: TrackStats,
+    events: VecDeque<TrackEvent>,
+    last_flush: Option<Micros>,
+    finished: bool,
+}
+
+/// Packets of a replaced SSRC that arrive this soon after the change are stragglers (counted
+/// late), not a switch back.
+const STRAGGLER_WINDOW: Micros = Micros(1_000_000);
+
+impl ParticipantTrack {
+    /// A track that has received nothing yet.
+    pub fn new(config: TrackConfig) -> Self {
+        ParticipantTrack {
+            srtp: config.srtp.clone().map(SrtpSession::new),
+            sink: Sink {
+                timeline: Timeline::new(48_000, config.timeline),
+                writer: None,
+                end: 0,
+                no_output: Vec::new(),
+            },
+            config,
+            source: None,
+            retired: ReorderStats::default(),
+            switched_at: Micros(0),
+            stats: TrackStats::default(),
+            events: VecDeque::new(),
+            last_flush: None,
+            finished: false,
+        }
+    }
+
+    /// The track's configuration.
+    pub fn config(&self) -> &TrackConfig {
+        &self.config
+    }
+
+    /// Handles one UDP datagram that arrived at `now`. The buffer is decrypted in place.
+    pub fn handle_datagram(&mut self, now: Micros, datagram: &mut [u8]) {
+        if self.finished {
+            return;
+        }
+        self.stats.last_arrival = Some(now);
+        if !rtp::looks_like_rtp_or_rtcp(datagram) {
+            self.stats.malformed += 1;
+            return;
+        }
+        if rtp::is_rtcp(datagram) {
+            self.handle_rtcp(now, datagram);
+            return;
+        }
+        let len = match &mut self.srtp {
+            None => datagram.len(),
+            Some(srtp) => match srtp.unprotect_rtp(datagram) {
+                Ok(len) => len,
+                Err(e) => {
+                    self.stats.undecryptable += 1;
+                    self.stats.last_srtp_error = Some(e);
+                    return;
+                }
+            },
+        };
+        let Ok(packet) = RtpPacket::parse(&datagram[..len]) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        match self.config.payload_type {
+            Some(pt) if pt != packet.payload_type => {
+                self.stats.other_payload += 1;
+                return;
+            }
+            Some(_) => {}
+            None => {
+                // Lock onto the first payload type that carries valid Opus.
+                if opus::packet_samples_48k(packet.payload()).is_err() {
+                    self.stats.malformed += 1;
+                    return;
+                }
+                self.config.payload_type = Some(packet.payload_type);
+            }
+        }
+        self.stats.received += 1;
+        if !self.select_source(now, packet.ssrc) {
+            self.stats.late += 1;
+            return;
+        }
+        let Some(source) = self.source.as_mut() else {
+            return;
+        };
+        let seq = source.seq.unwrap(packet.sequence);
+        match source.reorder.admit(seq) {
+            Admission::Deliver => {
+                let ts = source.ts.unwrap(packet.timestamp);
+                self.sink.emit(
+                    &self.config,
+                    &mut self.stats,
+                    &mut self.events,
+                    ts,
+                    now,
+                    packet.payload(),
+                );
+            }
+            Admission::Store => {
+                while let Some(r) = source.reorder.make_room(seq) {
+                    let ts = source.ts.unwrap(r.item.ts.0 as u32);
+                    self.sink.emit(
+                        &self.config,
+                        &mut self.stats,
+                        &mut self.events,
+                        ts,
+                        r.arrival,
+                        &r.item.payload,
+                    );
+                }
+                let held = source.reorder.insert(seq, now);
+                // The timestamp is unwrapped when the packet leaves, in order; keep the raw one.
+                held.ts = ExtTs(packet.timestamp as u64);
+                held.payload.clear();
+                held.payload.extend_from_slice(packet.payload());
+            }
+            Admission::Duplicate | Admission::Late => {}
+        }
+        self.release(now);
+        self.maybe_flush(now);
+    }
+
+    /// Switches to `ssrc` if it is new; returns false for a straggler of a replaced SSRC.
+    fn select_source(&mut self, now: Micros, ssrc: u32) -> bool {
+        if self.source.as_ref().is_some_and(|s| s.ssrc == ssrc) {
+            return true;
+        }
+        if self.source.is_some()
+            && self.stats.ssrcs.contains(&ssrc)
+            && now.saturating_since(self.switched_at) < STRAGGLER_WINDOW
+        {
+            return false;
+        }
+        if let Some(mut old) = self.source.take() {
+            // Everything the old source still holds plays before the new one starts.
+            while let Some(r) = old.reorder.drain() {
+                let ts = old.ts.unwrap(r.item.ts.0 as u32);
+                self.sink.emit(
+                    &self.config,
+                    &mut self.stats,
+                    &mut self.events,
+                    ts,
+                    r.arrival,
+                    &r.item.payload,
+                );
+            }
+            let s = old.reorder.stats();
+            self.retired.lost += s.lost;
+            self.retired.duplicated += s.duplicated;
+            self.retired.late += s.late;
+            self.sink.timeline.new_source();
+        }
+        if !self.stats.ssrcs.contains(&ssrc) {
+            self.stats.ssrcs.push(ssrc);
+        }
+        self.switched_at = now;
+        self.push_event(TrackEvent::SourceStarted { ssrc, at: now });
+        self.source = Some(Source {
+            ssrc,
+            seq: SeqUnwrapper::default(),
+            ts: TsUnwrapper::default(),
+            reorder: ReorderBuffer::new(self.config.reorder),
+        });
+        true
+    }
+
+    fn handle_rtcp(&mut self, now: Micros, datagram: &mut [u8]) {
+        let len = match &mut self.srtp {
+            None => datagram.len(),
+            Some(srtp) => match srtp.unprotect_rtcp(datagram) {
+                Ok(len) => len,
+                Err(e) => {
+                    self.stats.undecryptable += 1;
+                    self.stats.last_srtp_error = Some(e);
+                    return;
+                }
+            },
+        };
+        let Ok(compound) = CompoundPacket::parse(&datagram[..len]) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        self.stats.rtcp += 1;
+        for packet in compound.iter().flatten() {
+            match packet {
+                RtcpPacket::SenderReport(sr) => self.push_event(TrackEvent::SenderReport {
+                    ssrc: sr.ssrc,
+                    ntp: sr.ntp_timestamp,
+                    rtp_timestamp: sr.rtp_timestamp,
+                    at: now,
+                }),
+                RtcpPacket::Goodbye(bye) => {
+                    for ssrc in bye.ssrcs() {
+                        self.push_event(TrackEvent::Goodbye { ssrc, at: now });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn push_event(&mut self, event: TrackEvent) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+
+    /// Releases what the reorder window lets go at `now`.
+    fn release(&mut self, now: Micros) {
+        let Some(source) = self.source.as_mut() else {
+            return;
+        };
+        while let Some(r) = source.reorder.pop(now) {
+            let ts = source.ts.unwrap(r.item.ts.0 as u32);
+            self.sink.emit(
+                &self.config,
+                &mut self.stats,
+                &mut self.events,
+                ts,
+                r.arrival,
+                &r.item.payload,
+            );
+        }
+    }
+
+    fn maybe_flush(&mut self, now: Micros) {
+        let last = *self.last_flush.get_or_insert(now);
+        if now.saturating_since(last) >= self.config.flush_interval {
+            if let Some(w) = self.sink.writer.as_mut() {
+                w.flush();
+            }
+            self.last_flush = Some(now);
+        }
+    }
+
+    /// Advances time without a packet: releases timed-out reorder slots and flushes the page
+    /// under construction once it is `flush_interval` old.
+    pub fn handle_timeout(&mut self, now: Micros) {
+        if self.finished {
+            return;
+        }
+        self.release(now);
+        self.maybe_flush(now);
+    }
+
+    /// When [`ParticipantTrack::handle_timeout`] should next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Micros> {
+        if self.finished {
+            return None;
+        }
+        let reorder = self.source.as_ref().and_then(|s| s.reorder.poll_timeout());
+        let flush = match (&self.sink.writer, self.last_flush) {
+            (Some(_), Some(last)) => Some(last + self.config.flush_interval),
+            _ => None,
+        };
+        match (reorder, flush) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Ends the track: everything still waiting is written and the stream is closed (EOS).
+    pub fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Some(source) = self.source.as_mut() {
+            while let Some(r) = source.reorder.drain() {
+                let ts = source.ts.unwrap(r.item.ts.0 as u32);
+                self.sink.emit(
+                    &self.config,
+                    &mut self.stats,
+                    &mut self.events,
+                    ts,
+                    r.arrival,
+                    &r.item.payload,
+                );
+            }
+        }
+        if let Some(w) = self.sink.writer.as_mut() {
+            w.finish();
+        }
+        self.finished = true;
+    }
+
+    /// Whole Ogg pages ready to be written; the caller writes them and clears the buffer.
+    pub fn output(&mut self) -> &mut Vec<u8> {
+        match self.sink.writer.as_mut() {
+            Some(w) => w.output(),
+            None => &mut self.sink.no_output,
+        }
+    }
+
+    /// Whether any audio was written (a track whose every packet failed SRTP has none, and
+    /// gets no file).
+    pub fn has_audio(&self) -> bool {
+        self.sink.writer.is_some()
+    }
+
+    /// The next reported event, if any.
+    pub fn poll_event(&mut self) -> Option<TrackEvent> {
+        self.events.pop_front()
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> TrackStats {
+        let mut s = self.stats.clone();
+        let current = self.source.as_ref().map(|s| s.reorder.stats()).unwrap_or_default();
+        s.lost = self.retired.lost + current.lost;
+        s.duplicated = self.retired.duplicated + current.duplicated;
+        // Straggler packets of replaced SSRCs were counted late directly.
+        s.late += self.retired.late + current.late;
+        s.samples = self.sink.end;
+        s.resyncs = self.sink.timeline.resyncs();
+        s
+    }
+}
+
+impl Sink {
+    /// Places one in-order packet on the time line, fills any gap before it with silence and
+    /// writes it.
+    fn emit(
+        &mut self,
+        config: &TrackConfig,
+        stats: &mut TrackStats,
+        events: &mut VecDeque<TrackEvent>,
+        ts: ExtTs,
+        arrival: Micros,
+        payload: &[u8],
+    ) {
+        let Ok(samples) = opus::packet_samples_48k(payload) else {
+            stats.malformed += 1;
+            return;
+        };
+        let (pos, resync) = self.timeline.place(ts, arrival);
+        if let Some(reason) = resync {
+            if reason != Resync::NewSource {
+                if events.len() >= MAX_EVENTS {
+                    events.pop_front();
+                }
+                events.push_back(TrackEvent::Resynced { reason, at: arrival });
+            }
+        }
+        let writer = match &mut self.writer {
+            Some(w) => w,
+            None => {
+                let channels = opus::packet_channels(payload).unwrap_or(1);
+                stats.channels = channels;
+                stats.first_arrival = Some(arrival);
+                let start = if config.unix_time {
+                    format_rfc3339(arrival.0)
+                } else {
+                    String::new()
+                };
+                let mut comments = vec![
+                    ("CALL_ID", config.call_id.as_str()),
+                    ("PARTICIPANT", config.participant.as_str()),
+                ];
+                if config.unix_time {
+                    comments.push(("START_TIME", start.as_str()));
+                }
+                self.writer.insert(OggOpusWriter::new(
+                    config.serial,
+                    OpusHead {
+                        channels,
+                        pre_skip: PRE_SKIP,
+                        input_sample_rate: 48_000,
+                        output_gain: 0,
+                    },
+                    &comments,
+                ))
+            }
+        };
+        if pos > self.end {
+            let channels = stats.channels;
+            let covered = opus::silence_fill(pos - self.end, channels, |p, n| {
+                writer.write_packet(p, n)
+            });
+            self.end += covered;
+            stats.filled_samples += covered;
+        }
+        writer.write_packet(payload, samples);
+        self.end += samples as u64;
+        stats.written += 1;
+    }
+}
+
+/// A call's tracks, addressed by index.
+#[derive(Debug, Default)]
+pub struct Recording {
+    tracks: Vec<ParticipantTrack>,
+}
+
+/// Index of a track in its [`Recording`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TrackId(pub usize);
+
+impl Recording {
+    /// An empty recording.
+    pub fn new() -> Self {
+        Recording::default()
+    }
+
+    /// Adds a participant track.
+    pub fn add_track(&mut self, config: TrackConfig) -> TrackId {
+        self.tracks.push(ParticipantTrack::new(config));
+        TrackId(self.tracks.len() - 1)
+    }
+
+    /// The track `id`.
+    pub fn track(&self, id: TrackId) -> &ParticipantTrack {
+        &self.tracks[id.0]
+    }
+
+    /// The track `id`, mutably.
+    pub fn track_mut(&mut self, id: TrackId) -> &mut ParticipantTrack {
+        &mut self.tracks[id.0]
+    }
+
+    /// All tracks in the order they were added.
+    pub fn tracks_mut(&mut self) -> impl Iterator<Item = (TrackId, &mut ParticipantTrack)> {
+        self.tracks.iter_mut().enumerate().map(|(i, t)| (TrackId(i), t))
+    }
+
+    /// Advances every track's timers.
+    pub fn handle_timeout(&mut self, now: Micros) {
+        for t in &mut self.tracks {
+            t.handle_timeout(now);
+        }
+    }
+
+    /// The earliest timer of any track.
+    pub fn poll_timeout(&self) -> Option<Micros> {
+        self.tracks.iter().filter_map(|t| t.poll_timeout()).min()
+    }
+
+    /// Finishes every track.
+    pub fn finish(&mut self) {
+        for t in &mut self.tracks {
+            t.finish();
+        }
+    }
+}
+
+/// Fuzzing entry point: splits `data` into length-prefixed datagrams and feeds them to a
+/// plain and an SRTP track with advancing time; must never panic.
+#[doc(hidden)]
+pub fn fuzz_ingest(data: &[u8]) {
+    let mut plain = ParticipantTrack::new(TrackConfig::new("fuzz", "plain"));
+    let mut secure_cfg = TrackConfig::new("fuzz", "srtp");
+    secure_cfg.srtp = SrtpKeyMaterial::new(
+        crate::srtp::SrtpProfile::AesCm128HmacSha1_80,
+        &[7u8; 16],
+        &[9u8; 14],
+    )
+    .ok();
+    let mut secure = ParticipantTrack::new(secure_cfg);
+    let mut rest = data;
+    let mut now = Micros(1_000_000);
+    let mut buf = Vec::new();
+    while rest.len() >= 3 {
+        let len = u16::from_be_bytes([rest[0], rest[1]]) as usize % 1500;
+        now = now + Micros(rest[2] as u64 * 1000);
+        rest = &rest[3..];
+        let take = len.min(rest.len());
+        buf.clear();
+        buf.extend_from_slice(&rest[..take]);
+        rest = &rest[take..];
+        let mut copy = buf.clone();
+        plain.handle_datagram(now, &mut buf);
+        secure.handle_datagram(now, &mut copy);
+        plain.output().clear();
+        secure.output().clear();
+    }
+    plain.finish();
+    secure.finish();
+    let _ = (plain.stats(), secure.stats());
+}
