@@ -1,1 +1,95 @@
-fn main() {}
+//! The `bot-host` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use bot_host::replay::{replay, KeySpec, ReplayOptions};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bot-host", version, about = "The compliance recording bot")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Record a captured call (pcap/pcapng of RTP or SRTP over UDP): one Ogg Opus file per
+    /// participant (= UDP flow) and a meta.json, written into --out.
+    Replay {
+        /// The capture file.
+        capture: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// SRTP key as in an SDP a=crypto line: [PORT=]SUITE:BASE64 (PORT: only the flow to
+        /// that UDP port). Suites: AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32,
+        /// AEAD_AES_128_GCM. Repeatable.
+        #[arg(long = "srtp-key", value_name = "[PORT=]SUITE:BASE64")]
+        srtp_keys: Vec<KeySpec>,
+        /// Call id written into the files' tags and meta.json (default: capture file stem).
+        #[arg(long)]
+        call_id: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Replay {
+            capture,
+            out,
+            srtp_keys,
+            call_id,
+        } => {
+            let summary = replay(&ReplayOptions {
+                capture,
+                out: out.clone(),
+                keys: srtp_keys,
+                call_id,
+            })?;
+            for t in &summary.tracks {
+                let s = &t.stats;
+                println!(
+                    "{:<16} {:>21} -> {:<21} {:>9.2} s  recv {:>6} lost {:>4} dup {:>3} late {:>3} undecryptable {:>5}  {}",
+                    t.participant,
+                    t.flow.src.to_string(),
+                    t.flow.dst.to_string(),
+                    s.samples as f64 / 48_000.0,
+                    s.received,
+                    s.lost,
+                    s.duplicated,
+                    s.late,
+                    s.undecryptable,
+                    t.file
+                        .as_ref()
+                        .map(|f| out.join(f).display().to_string())
+                        .unwrap_or_else(|| "(no audio)".into()),
+                );
+            }
+            println!("metadata: {}", summary.meta_path.display());
+            if summary.capture.truncated {
+                eprintln!("warning: the capture ends in the middle of a record (truncated)");
+            }
+            for p in &summary.problems {
+                eprintln!("error: {p}");
+            }
+            Ok(if summary.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+    }
+}
