@@ -1134,4 +1134,32 @@ mod tests {
             fuzz_parse(&pkt[..cut]);
         }
     }
+
+    /// The fuzz seeds are meant to be a mix of valid and invalid inputs; keep them that way.
+    #[test]
+    fn fuzz_seed_corpus_parses_as_named() {
+        const INVALID: &[&str] = &[
+            "bad_version",
+            "bye_reason_overrun",
+            "length_overrun",
+            "rc_overrun",
+            "sdes_no_null",
+            "truncated_compound",
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/rtcp");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            fuzz_parse(&data);
+            assert_eq!(
+                CompoundPacket::parse(&data).is_ok(),
+                !INVALID.contains(&stem.as_str()),
+                "{stem}"
+            );
+            seen += 1;
+        }
+        assert!(seen >= 12, "only {seen} seeds");
+    }
 }

@@ -485,6 +485,26 @@ mod tests {
     }
 
     #[test]
+    fn one_byte_id_0_is_a_single_padding_byte() {
+        // libwebrtc skips an ID-0 byte whatever its length nibble; so do we.
+        let pkt = [
+            0x90, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, //
+            0xbe, 0xde, 0x00, 0x01, //
+            0x00, 0x03, 0x10, 0x2a,
+        ];
+        let p = RtpPacket::parse(&pkt).unwrap();
+        let exts: Vec<_> = p.extensions().collect();
+        assert_eq!(
+            exts,
+            [Extension {
+                id: 1,
+                data: &[0x2a]
+            }]
+        );
+        assert_eq!(p.extension(0), None);
+    }
+
+    #[test]
     fn malformed_extension_element_ends_iteration() {
         let pkt = [
             0x90, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, //
@@ -682,5 +702,33 @@ mod tests {
             let cut = rng.gen_range(0..=pkt.len());
             fuzz_parse(&pkt[..cut]);
         }
+    }
+
+    /// The fuzz seeds are meant to be a mix of valid and invalid inputs; keep them that way.
+    #[test]
+    fn fuzz_seed_corpus_parses_as_named() {
+        const INVALID: &[&str] = &[
+            "bad_padding_too_big",
+            "bad_padding_zero",
+            "bad_version",
+            "truncated_csrc",
+            "truncated_ext",
+            "truncated_header",
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/rtp");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            fuzz_parse(&data);
+            assert_eq!(
+                RtpPacket::parse(&data).is_ok(),
+                !INVALID.contains(&stem.as_str()),
+                "{stem}"
+            );
+            seen += 1;
+        }
+        assert!(seen >= 12, "only {seen} seeds");
     }
 }
