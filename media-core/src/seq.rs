@@ -5,11 +5,11 @@
 //! newtypes so that a wrap, or a 16-bit/32-bit mix-up, cannot reach the arithmetic.
 
 /// A sequence number extended to 64 bits (RFC 3550 A.1's cycles * 2^16 + seq).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ExtSeq(pub u64);
 
 /// An RTP timestamp extended to 64 bits, in the stream's clock rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ExtTs(pub u64);
 
 /// The extended values start this far from zero so that packets slightly older than the

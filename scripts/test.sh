@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command of the README, and what CI runs.
+# Installs what is missing, regenerates the full fixture set, checks formatting and lints,
+# then runs every test of the workspace (unit, integration over every impaired fixture,
+# RFC vectors, fuzz corpus replays).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+echo "== fixtures" >&2
+bash fixtures/generate.sh fixtures/generated >&2
+echo "== fmt, clippy" >&2
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests" >&2
+cargo test --workspace --locked
