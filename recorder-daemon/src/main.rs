@@ -1,1 +1,164 @@
-fn main() {}
+//! `recorder-daemon`: the recorder's storage side.
+//!
+//! The metadata store, uploader and retention cycle follow (issues 6 and 7). What exists now is
+//! the check the uploader will run before it trusts a recording: `verify` reads a recording
+//! directory written by bot-host and checks every Ogg Opus track independently of the code
+//! that wrote it (page CRCs and framing by the `ogg` crate, headers and granules by RFC 7845),
+//! against what `meta.json` claims.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "recorder-daemon", version, about = "The recorder's storage side")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Verify recording directories (meta.json + Ogg Opus tracks) as written by bot-host.
+    Verify {
+        /// Recording directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let Cli { command } = Cli::parse();
+    match command {
+        Command::Verify { dirs } => {
+            let mut failed = 0;
+            for dir in &dirs {
+                match verify_recording(dir) {
+                    Ok(lines) => {
+                        for l in lines {
+                            println!("{l}");
+                        }
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("FAILED {}: {e:#}", dir.display());
+                    }
+                }
+            }
+            if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// What one track's file holds.
+struct TrackCheck {
+    pages: u64,
+    packets: u64,
+    duration_ms: f64,
+}
+
+fn verify_recording(dir: &Path) -> Result<Vec<String>> {
+    let meta_path = dir.join("meta.json");
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&meta_path).with_context(|| format!("reading {}", meta_path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", meta_path.display()))?;
+    let tracks = meta["tracks"]
+        .as_array()
+        .context("meta.json has no tracks array")?;
+    let mut lines = Vec::new();
+    for t in tracks {
+        let participant = t["participant"].as_str().unwrap_or("?");
+        let Some(file) = t["file"].as_str() else {
+            lines.push(format!("{}: {participant}: no audio", dir.display()));
+            continue;
+        };
+        let path = dir.join(file);
+        let check = verify_track(&path).with_context(|| format!("{}", path.display()))?;
+        if let Some(claimed) = t["duration_ms"].as_f64() {
+            ensure!(
+                (claimed - check.duration_ms).abs() < 1.0,
+                "{}: meta.json says {claimed} ms, file holds {} ms",
+                path.display(),
+                check.duration_ms
+            );
+        }
+        lines.push(format!(
+            "{}: {participant}: ok, {:.3} s, {} packets in {} pages",
+            path.display(),
+            check.duration_ms / 1000.0,
+            check.packets,
+            check.pages
+        ));
+    }
+    Ok(lines)
+}
+
+fn verify_track(path: &Path) -> Result<TrackCheck> {
+    let mut reader = ogg::PacketReader::new(File::open(path)?);
+    let head = reader.read_packet()?.context("empty file")?;
+    ensure!(head.first_in_stream(), "first page is not BOS");
+    ensure!(
+        head.data.len() >= 19 && &head.data[..8] == b"OpusHead",
+        "first packet is not OpusHead"
+    );
+    let pre_skip = u16::from_le_bytes([head.data[10], head.data[11]]) as u64;
+    let tags = reader.read_packet()?.context("no OpusTags")?;
+    ensure!(tags.data.starts_with(b"OpusTags"), "second packet is not OpusTags");
+    let mut packets = 0;
+    let mut samples = 0u64;
+    let mut pages = 2;
+    let mut eos = false;
+    let mut last_page = None;
+    while let Some(p) = reader.read_packet()? {
+        ensure!(!eos, "data after end of stream");
+        let n = opus_samples(&p.data).with_context(|| format!("packet {packets}"))?;
+        samples += n;
+        packets += 1;
+        if p.last_in_page() {
+            pages += 1;
+            ensure!(
+                p.absgp_page() == samples + pre_skip,
+                "page granule {} but {} samples decoded",
+                p.absgp_page(),
+                samples + pre_skip
+            );
+            last_page = Some(p.absgp_page());
+        }
+        eos = p.last_in_stream();
+    }
+    if !eos {
+        bail!("no end-of-stream page (recording cut short?)");
+    }
+    ensure!(last_page.is_some(), "no audio pages");
+    Ok(TrackCheck {
+        pages,
+        packets,
+        duration_ms: samples as f64 / 48.0,
+    })
+}
+
+/// Samples at 48 kHz in an Opus packet (RFC 6716 3.1).
+fn opus_samples(p: &[u8]) -> Result<u64> {
+    let toc = *p.first().context("empty packet")?;
+    let config = toc >> 3;
+    let frame: u64 = match config {
+        0..=11 => [480, 960, 1920, 2880][(config % 4) as usize],
+        12..=15 => [480, 960][(config % 2) as usize],
+        _ => [120, 240, 480, 960][(config % 4) as usize],
+    };
+    let frames = match toc & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => (*p.get(1).context("code 3 packet without frame count")? & 0x3f) as u64,
+    };
+    ensure!(frames > 0 && frame * frames <= 5760, "invalid frame count");
+    Ok(frame * frames)
+}
