@@ -119,7 +119,8 @@ fn verify_track(path: &Path) -> Result<TrackCheck> {
     let mut last_page = None;
     while let Some(p) = reader.read_packet()? {
         ensure!(!eos, "data after end of stream");
-        let n = opus_samples(&p.data).with_context(|| format!("packet {packets}"))?;
+        let n = media_core::opus::packet_samples_48k(&p.data)
+            .with_context(|| format!("packet {packets}"))? as u64;
         samples += n;
         packets += 1;
         if p.last_in_page() {
@@ -143,22 +144,4 @@ fn verify_track(path: &Path) -> Result<TrackCheck> {
         packets,
         duration_ms: samples as f64 / 48.0,
     })
-}
-
-/// Samples at 48 kHz in an Opus packet (RFC 6716 3.1).
-fn opus_samples(p: &[u8]) -> Result<u64> {
-    let toc = *p.first().context("empty packet")?;
-    let config = toc >> 3;
-    let frame: u64 = match config {
-        0..=11 => [480, 960, 1920, 2880][(config % 4) as usize],
-        12..=15 => [480, 960][(config % 2) as usize],
-        _ => [120, 240, 480, 960][(config % 4) as usize],
-    };
-    let frames = match toc & 3 {
-        0 => 1,
-        1 | 2 => 2,
-        _ => (*p.get(1).context("code 3 packet without frame count")? & 0x3f) as u64,
-    };
-    ensure!(frames > 0 && frame * frames <= 5760, "invalid frame count");
-    Ok(frame * frames)
 }
