@@ -8,10 +8,12 @@
 //! and one CRC pass into a reused output buffer. The `ogg` crate is still the reference: the
 //! tests read our pages back with it and compare bytes with its writer.
 //!
-//! Page policy: a page closes after one second of audio (configurable), when the caller's
-//! wall-clock timer calls [`OggOpusWriter::flush`], or when the next packet would not fit
-//! (255 lacing values or about 8 KiB of body). A packet never spans pages, so a file cut
-//! after any complete page loses nothing before the cut.
+//! Page policy: a page closes once it holds one second of audio (configurable), when the
+//! caller's wall-clock timer calls [`OggOpusWriter::flush`], or when the next packet would
+//! not fit (255 lacing values or about 8 KiB of body). A packet never spans pages, so a file
+//! cut after any complete page loses nothing before the cut. The most recent packet is
+//! always kept pending (pages close when the next packet arrives, and `flush` holds it
+//! back), so the EOS page written by [`OggOpusWriter::finish`] always carries a packet.
 
 use crate::opus;
 
@@ -181,9 +183,10 @@ impl OggOpusWriter {
     /// Appends one audio packet covering `samples_48k` samples. Bytes are copied into the
     /// page being built (the caller's buffer is not kept).
     ///
-    /// Pages close by themselves when they reach the flush interval (default 48 000 samples
+    /// Pages close by themselves once they hold the flush interval (default 48 000 samples
     /// = 1 s of audio), or before a packet that would overflow the 255-entry lacing table or
-    /// the ~8 KiB body; a packet never spans pages. A packet larger than
+    /// the ~8 KiB body; a packet never spans pages. The close happens when the next packet
+    /// arrives, so this packet is always left pending for the EOS page. A packet larger than
     /// [`MAX_PACKET_LEN`] (impossible for a conforming encoder) is replaced by silence of
     /// the same duration, so file time still equals call time; see
     /// [`OggOpusWriter::oversize_replaced`]. Packets after [`OggOpusWriter::finish`] are
