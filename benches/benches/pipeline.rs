@@ -47,7 +47,11 @@ fn pipeline(c: &mut Criterion) {
         g.throughput(Throughput::Elements(call.len() as u64));
         let mut buf = Vec::with_capacity(2048);
         g.bench_function(name, |b| {
-            b.iter_batched(|| (), |_| run_call(&call, srtp, &mut buf), BatchSize::PerIteration)
+            b.iter_batched(
+                || (),
+                |_| run_call(&call, srtp, &mut buf),
+                BatchSize::PerIteration,
+            )
         });
     }
     g.finish();

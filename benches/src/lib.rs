@@ -30,7 +30,11 @@ pub fn rtp_packet(ssrc: u32, seq: u16, ts: u32, payload_len: usize) -> Vec<u8> {
 
 /// A call of `streams` speakers lasting `packets_per_stream` packets each, interleaved in
 /// arrival order, optionally SRTP-protected. Returns (stream index, arrival us, datagram).
-pub fn call(streams: usize, packets_per_stream: usize, srtp: Option<SrtpProfile>) -> Vec<(usize, u64, Vec<u8>)> {
+pub fn call(
+    streams: usize,
+    packets_per_stream: usize,
+    srtp: Option<SrtpProfile>,
+) -> Vec<(usize, u64, Vec<u8>)> {
     let mut senders: Vec<Option<SrtpSession>> = (0..streams)
         .map(|_| srtp.map(|p| SrtpSession::new(bench_key(p))))
         .collect();

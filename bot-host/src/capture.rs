@@ -129,7 +129,14 @@ pub fn read_datagrams<R: Read + Send>(
                         stats.frames += 1;
                         let ts = (b.ts_sec as u64) * legacy.resolution + b.ts_usec as u64;
                         let ts = to_micros(ts, legacy.resolution, 0);
-                        decode(legacy.link, ts, b.data, b.caplen < b.origlen, &mut stats, &mut f);
+                        decode(
+                            legacy.link,
+                            ts,
+                            b.data,
+                            b.caplen < b.origlen,
+                            &mut stats,
+                            &mut f,
+                        );
                     }
                     PcapBlockOwned::NG(block) => {
                         use pcap_parser::Block;

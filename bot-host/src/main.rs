@@ -66,7 +66,7 @@ fn run() -> Result<ExitCode> {
                     t.participant,
                     t.flow.src.to_string(),
                     t.flow.dst.to_string(),
-                    s.samples as f64 / 48_000.0,
+                    s.samples.saturating_sub(media_core::recording::PRE_SKIP as u64) as f64 / 48_000.0,
                     s.received,
                     s.lost,
                     s.duplicated,

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use media_core::recording::{ParticipantTrack, TrackConfig, TrackStats};
+use media_core::recording::{ParticipantTrack, TrackConfig, TrackStats, PRE_SKIP};
 use media_core::rtp;
 use media_core::sdes;
 use media_core::srtp::SrtpKeyMaterial;
@@ -113,7 +113,8 @@ fn is_media(c: &FlowCensus) -> bool {
 }
 
 fn read_capture(path: &Path, f: impl FnMut(&crate::capture::Datagram<'_>)) -> Result<CaptureStats> {
-    let file = File::open(path).with_context(|| format!("cannot open capture {}", path.display()))?;
+    let file =
+        File::open(path).with_context(|| format!("cannot open capture {}", path.display()))?;
     read_datagrams(std::io::BufReader::with_capacity(1 << 20, file), f)
         .with_context(|| format!("cannot read capture {}", path.display()))
 }
@@ -124,8 +125,14 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary> {
     let mut census: HashMap<Flow, FlowCensus> = HashMap::new();
     read_capture(&opts.capture, |d| {
         let c = census
-            .entry(Flow { src: d.src, dst: d.dst })
-            .or_insert_with(|| FlowCensus { first: d.ts, ..Default::default() });
+            .entry(Flow {
+                src: d.src,
+                dst: d.dst,
+            })
+            .or_insert_with(|| FlowCensus {
+                first: d.ts,
+                ..Default::default()
+            });
         c.datagrams += 1;
         if rtp::looks_like_rtp_or_rtcp(d.payload) {
             if rtp::is_rtcp(d.payload) {
@@ -201,7 +208,10 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary> {
     // RTCP on the odd port next to a media flow (no rtcp-mux) goes to that flow's track.
     for (flow, c) in &census {
         if c.rtp == 0 && c.rtcp > 0 && !by_flow.contains_key(flow) {
-            let (Some(sp), Some(dp)) = (flow.src.port().checked_sub(1), flow.dst.port().checked_sub(1)) else {
+            let (Some(sp), Some(dp)) = (
+                flow.src.port().checked_sub(1),
+                flow.dst.port().checked_sub(1),
+            ) else {
                 continue;
             };
             let rtp_flow = Flow {
@@ -224,7 +234,10 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary> {
         if io_error.is_some() {
             return;
         }
-        let Some(&i) = by_flow.get(&Flow { src: d.src, dst: d.dst }) else {
+        let Some(&i) = by_flow.get(&Flow {
+            src: d.src,
+            dst: d.dst,
+        }) else {
             return;
         };
         first_ts.get_or_insert(d.ts);
@@ -338,7 +351,8 @@ fn track_json(t: &TrackReport) -> serde_json::Value {
         "ssrcs": s.ssrcs,
         "channels": s.channels,
         "start_ms": t.start_ms,
-        "duration_ms": samples48_to_ms(s.samples),
+        // What players show: the granule span less the pre-skip (RFC 7845 4.2).
+        "duration_ms": samples48_to_ms(s.samples.saturating_sub(PRE_SKIP as u64)),
         "filled_ms": samples48_to_ms(s.filled_samples),
         "resyncs": s.resyncs,
         "packets": {

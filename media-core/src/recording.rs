@@ -480,7 +480,11 @@ impl ParticipantTrack {
     /// The counters so far.
     pub fn stats(&self) -> TrackStats {
         let mut s = self.stats.clone();
-        let current = self.source.as_ref().map(|s| s.reorder.stats()).unwrap_or_default();
+        let current = self
+            .source
+            .as_ref()
+            .map(|s| s.reorder.stats())
+            .unwrap_or_default();
         s.lost = self.retired.lost + current.lost;
         s.duplicated = self.retired.duplicated + current.duplicated;
         // Straggler packets of replaced SSRCs were counted late directly.
@@ -513,7 +517,10 @@ impl Sink {
                 if events.len() >= MAX_EVENTS {
                     events.pop_front();
                 }
-                events.push_back(TrackEvent::Resynced { reason, at: arrival });
+                events.push_back(TrackEvent::Resynced {
+                    reason,
+                    at: arrival,
+                });
             }
         }
         let writer = match &mut self.writer {
@@ -548,9 +555,8 @@ impl Sink {
         };
         if pos > self.end {
             let channels = stats.channels;
-            let covered = opus::silence_fill(pos - self.end, channels, |p, n| {
-                writer.write_packet(p, n)
-            });
+            let covered =
+                opus::silence_fill(pos - self.end, channels, |p, n| writer.write_packet(p, n));
             self.end += covered;
             stats.filled_samples += covered;
         }
@@ -594,7 +600,10 @@ impl Recording {
 
     /// All tracks in the order they were added.
     pub fn tracks_mut(&mut self) -> impl Iterator<Item = (TrackId, &mut ParticipantTrack)> {
-        self.tracks.iter_mut().enumerate().map(|(i, t)| (TrackId(i), t))
+        self.tracks
+            .iter_mut()
+            .enumerate()
+            .map(|(i, t)| (TrackId(i), t))
     }
 
     /// Advances every track's timers.
@@ -681,7 +690,8 @@ mod tests {
         let mut out = Vec::new();
         let mut pos = 0u64;
         while let Some(p) = r.read_packet().unwrap() {
-            let tag = (p.data.len() == 45).then(|| u32::from_be_bytes(p.data[1..5].try_into().unwrap()));
+            let tag =
+                (p.data.len() == 45).then(|| u32::from_be_bytes(p.data[1..5].try_into().unwrap()));
             out.push((pos, tag));
             pos += crate::opus::packet_samples_48k(&p.data).unwrap() as u64;
         }
@@ -724,14 +734,24 @@ mod tests {
 
     /// Tags of audio packets with their start time in ms.
     fn audio(p: &[(u64, Option<u32>)]) -> Vec<(u64, u32)> {
-        p.iter().filter_map(|&(pos, t)| t.map(|t| (pos / 48, t))).collect()
+        p.iter()
+            .filter_map(|&(pos, t)| t.map(|t| (pos / 48, t)))
+            .collect()
     }
 
     #[test]
     fn clean_stream_is_remuxed_in_place() {
         let mut sim = Sim::new(None);
         for i in 0..100u32 {
-            sim.send(i as u64 * 20 + 5, rtp(1, 65500u16.wrapping_add(i as u16), (u32::MAX - 5000).wrapping_add(i * 960), i));
+            sim.send(
+                i as u64 * 20 + 5,
+                rtp(
+                    1,
+                    65500u16.wrapping_add(i as u16),
+                    (u32::MAX - 5000).wrapping_add(i * 960),
+                    i,
+                ),
+            );
         }
         let (st, pk) = sim.finish();
         assert_eq!(st.received, 100);
@@ -790,7 +810,10 @@ mod tests {
             sim.send(i as u64 * 20, rtp(1, i as u16, i * 960, i));
         }
         for i in 50..100u32 {
-            sim.send(i as u64 * 20, rtp(2, i as u16 + 30_000, 123_456 + i * 960, i));
+            sim.send(
+                i as u64 * 20,
+                rtp(2, i as u16 + 30_000, 123_456 + i * 960, i),
+            );
         }
         let (st, pk) = sim.finish();
         assert_eq!(st.ssrcs, vec![1, 2]);
@@ -818,10 +841,12 @@ mod tests {
 
     #[test]
     fn srtp_and_wrong_key() {
-        let key = SrtpKeyMaterial::new(SrtpProfile::AesCm128HmacSha1_80, &[1; 16], &[2; 14]).unwrap();
+        let key =
+            SrtpKeyMaterial::new(SrtpProfile::AesCm128HmacSha1_80, &[1; 16], &[2; 14]).unwrap();
         let mut tx = SrtpSession::new(key.clone());
         let mut sim = Sim::new(Some(key));
-        let wrong = SrtpKeyMaterial::new(SrtpProfile::AesCm128HmacSha1_80, &[3; 16], &[2; 14]).unwrap();
+        let wrong =
+            SrtpKeyMaterial::new(SrtpProfile::AesCm128HmacSha1_80, &[3; 16], &[2; 14]).unwrap();
         let mut bad = Sim::new(Some(wrong));
         for i in 0..60u32 {
             let mut p = rtp(9, i as u16, i * 960, i);

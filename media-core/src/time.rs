@@ -94,7 +94,10 @@ mod tests {
     #[test]
     fn rfc3339_known_dates() {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_rfc3339(951_782_400_000_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            format_rfc3339(951_782_400_000_000),
+            "2000-02-29T00:00:00.000Z"
+        );
         assert_eq!(
             format_rfc3339(1_795_652_672_123_456),
             "2026-11-26T00:24:32.123Z"

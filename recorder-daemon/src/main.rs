@@ -14,7 +14,11 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "recorder-daemon", version, about = "The recorder's storage side")]
+#[command(
+    name = "recorder-daemon",
+    version,
+    about = "The recorder's storage side"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -111,7 +115,10 @@ fn verify_track(path: &Path) -> Result<TrackCheck> {
     );
     let pre_skip = u16::from_le_bytes([head.data[10], head.data[11]]) as u64;
     let tags = reader.read_packet()?.context("no OpusTags")?;
-    ensure!(tags.data.starts_with(b"OpusTags"), "second packet is not OpusTags");
+    ensure!(
+        tags.data.starts_with(b"OpusTags"),
+        "second packet is not OpusTags"
+    );
     let mut packets = 0;
     let mut samples = 0u64;
     let mut pages = 2;
@@ -125,11 +132,12 @@ fn verify_track(path: &Path) -> Result<TrackCheck> {
         packets += 1;
         if p.last_in_page() {
             pages += 1;
+            // RFC 7845: the granule counts every decoded sample, pre-skip included.
             ensure!(
-                p.absgp_page() == samples + pre_skip,
+                p.absgp_page() == samples,
                 "page granule {} but {} samples decoded",
                 p.absgp_page(),
-                samples + pre_skip
+                samples
             );
             last_page = Some(p.absgp_page());
         }
@@ -142,6 +150,6 @@ fn verify_track(path: &Path) -> Result<TrackCheck> {
     Ok(TrackCheck {
         pages,
         packets,
-        duration_ms: samples as f64 / 48.0,
+        duration_ms: samples.saturating_sub(pre_skip) as f64 / 48.0,
     })
 }
