@@ -1,0 +1,43 @@
+//! Replays every fuzz target's corpus (`fuzz/corpus/<target>/`) on stable Rust, through the
+//! same entry points the cargo-fuzz targets call, so that every input that ever crashed or
+//! widened coverage keeps being checked by `cargo test`.
+
+use std::path::Path;
+
+fn replay(target: &str, f: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            f(&std::fs::read(&path).unwrap());
+            n += 1;
+        }
+    }
+    assert!(n > 0, "{}: empty corpus", dir.display());
+}
+
+#[test]
+fn rtp_corpus() {
+    replay("rtp", media_core::rtp::fuzz_parse);
+}
+
+#[test]
+fn rtcp_corpus() {
+    replay("rtcp", media_core::rtcp::fuzz_parse);
+}
+
+#[test]
+fn srtp_unprotect_corpus() {
+    replay("srtp_unprotect", media_core::srtp::fuzz_unprotect);
+}
+
+#[test]
+fn sdes_corpus() {
+    replay("sdes", media_core::sdes::fuzz_parse);
+}
+
+#[test]
+fn ingest_corpus() {
+    replay("ingest", media_core::recording::fuzz_ingest);
+}
