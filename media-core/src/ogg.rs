@@ -53,6 +53,18 @@ pub const MAX_PACKET_LEN: usize = 255 * (MAX_SEGMENTS - 1) + 254;
 /// Body size at which a page is closed before taking another packet. Small pages keep a
 /// truncated file's loss small; 8 KiB holds a second of even 64 kbit/s audio.
 const SOFT_BODY_LIMIT: usize = 8 * 1024;
+/// Grows `buf` to fit `extra` more bytes in 1 KiB steps instead of doubling: a stream's page
+/// size settles within the first seconds, after which nothing grows, and thousands of
+/// streams should not each carry up to twice the memory they use.
+fn reserve_snug(buf: &mut Vec<u8>, extra: usize) {
+    let need = buf.len() + extra;
+    if need > buf.capacity() {
+        buf.reserve_exact(need.next_multiple_of(1024) - buf.len());
+    }
+}
+
+/// Initial capacity of the page and output buffers: about a second of 16 kbit/s Opus.
+const INITIAL_BUFFER: usize = 2048;
 /// Default flush interval: one second at 48 kHz.
 pub const DEFAULT_FLUSH_INTERVAL_48K: u64 = 48_000;
 
@@ -135,10 +147,11 @@ impl OggOpusWriter {
             lacing: [0; MAX_SEGMENTS],
             segments: 0,
             packets: 0,
-            // Room for the largest page, so that no packet ever grows it.
-            body: Vec::with_capacity(MAX_PACKET_LEN.max(SOFT_BODY_LIMIT)),
-            // A few pages: enough that a caller draining after every call never grows it.
-            out: Vec::with_capacity(4 * (PAGE_HEADER_LEN + MAX_SEGMENTS + SOFT_BODY_LIMIT)),
+            // Buffers start small and grow to what the stream needs (one second of its
+            // packets), then stay: a bot holds thousands of streams, so reserving the largest
+            // possible page (64 KiB) up front would cost more than everything else together.
+            body: Vec::with_capacity(INITIAL_BUFFER),
+            out: Vec::with_capacity(INITIAL_BUFFER),
             pages: 0,
             finished: false,
             oversize_replaced: 0,
@@ -235,6 +248,7 @@ impl OggOpusWriter {
         self.lacing[self.segments..self.segments + full].fill(255);
         self.lacing[self.segments + full] = (packet.len() % 255) as u8;
         self.segments += full + 1;
+        reserve_snug(&mut self.body, packet.len());
         self.body.extend_from_slice(packet);
         self.packets += 1;
     }
@@ -322,6 +336,7 @@ impl OggOpusWriter {
     fn write_page(&mut self, flags: u8, granule: u64, segments: usize, body_len: usize) {
         let flags = flags | if self.pages == 0 { FLAG_BOS } else { 0 };
         let start = self.out.len();
+        reserve_snug(&mut self.out, PAGE_HEADER_LEN + segments + body_len);
         self.out.extend_from_slice(b"OggS");
         self.out.push(0); // stream structure version
         self.out.push(flags);

@@ -107,8 +107,9 @@ impl<T: Default> ReorderBuffer<T> {
         ReorderBuffer {
             config,
             mask: cap as u64 - 1,
-            // Slots are created empty; an item only allocates when a packet actually waits.
-            slots: (0..cap).map(|_| Slot::default()).collect(),
+            // No slots until a packet first arrives out of order: most streams never reorder,
+            // and a bot holds thousands of streams.
+            slots: Vec::new(),
             buffered: 0,
             next: None,
             lowest: u64::MAX,
@@ -170,8 +171,9 @@ impl<T> ReorderBuffer<T> {
     }
 
     fn waiting(&self, seq: u64) -> bool {
-        let slot = &self.slots[(seq & self.mask) as usize];
-        slot.occupied && slot.seq == seq
+        self.slots
+            .get((seq & self.mask) as usize)
+            .is_some_and(|slot| slot.occupied && slot.seq == seq)
     }
 
     /// Releases what must leave so that `seq` fits in the window. Call repeatedly until it
@@ -203,7 +205,13 @@ impl<T> ReorderBuffer<T> {
 
     /// Stores an out-of-order packet and returns its slot's item for the caller to fill.
     /// Call only after [`Admission::Store`] and [`ReorderBuffer::make_room`].
-    pub fn insert(&mut self, seq: ExtSeq, now: Micros) -> &mut T {
+    pub fn insert(&mut self, seq: ExtSeq, now: Micros) -> &mut T
+    where
+        T: Default,
+    {
+        if self.slots.is_empty() {
+            self.slots = (0..=self.mask).map(|_| Slot::default()).collect();
+        }
         let seq = seq.0;
         self.lowest = if self.buffered == 0 {
             seq
