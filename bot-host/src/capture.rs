@@ -92,7 +92,7 @@ pub fn read_datagrams<R: Read + Send>(
     mut f: impl FnMut(&Datagram<'_>),
 ) -> Result<CaptureStats, CaptureError> {
     let mut stats = CaptureStats::default();
-    let mut reader = match create_reader(1 << 16, input) {
+    let mut reader = match create_reader(1 << 20, input) {
         Ok(r) => r,
         Err(PcapError::HeaderNotRecognized) | Err(PcapError::Eof) => {
             return Err(CaptureError::NotACapture)

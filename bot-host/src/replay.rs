@@ -1,15 +1,15 @@
 //! `bot-host replay`: records a captured call as if it arrived live.
 //!
-//! The capture is read twice: once to find the media flows (a participant is one UDP flow
-//! without signaling), once to feed every datagram, with its capture time as `now`, into
-//! media-core's [`ParticipantTrack`]s. Ogg pages are written as media-core releases them, so
+//! The capture is read once; every datagram of a media flow (a participant is one UDP flow
+//! without signaling) goes, with its capture time as `now`, into media-core's
+//! [`ParticipantTrack`]s. Ogg pages are written as media-core releases them, so
 //! the files grow as they would in a live recording and a killed replay leaves playable files.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use media_core::recording::{ParticipantTrack, TrackConfig, TrackStats, PRE_SKIP};
@@ -18,6 +18,8 @@ use media_core::sdes;
 use media_core::srtp::SrtpKeyMaterial;
 use media_core::time::{format_rfc3339, samples48_to_ms, Micros};
 use serde_json::json;
+
+use rustc_hash::FxHashMap;
 
 use crate::capture::{read_datagrams, CaptureStats};
 
@@ -71,12 +73,14 @@ pub struct Flow {
     pub dst: SocketAddr,
 }
 
-#[derive(Default)]
-struct FlowCensus {
-    first: Micros,
-    datagrams: u64,
-    rtp: u64,
-    rtcp: u64,
+impl Flow {
+    /// The RTP flow whose RTCP (without rtcp-mux) would travel on this one: ports one lower.
+    fn rtp_sibling(&self) -> Option<Flow> {
+        Some(Flow {
+            src: SocketAddr::new(self.src.ip(), self.src.port().checked_sub(1)?),
+            dst: SocketAddr::new(self.dst.ip(), self.dst.port().checked_sub(1)?),
+        })
+    }
 }
 
 /// One written track.
@@ -101,69 +105,238 @@ pub struct ReplaySummary {
     pub tracks: Vec<TrackReport>,
     /// Capture-level counters.
     pub capture: CaptureStats,
+    /// UDP flows that were never recognised as media (signaling, DNS, STUN-only, ...).
+    pub ignored_flows: usize,
     /// Path of meta.json.
     pub meta_path: PathBuf,
     /// Problems worth telling the user (e.g. a wrong key).
     pub problems: Vec<String>,
 }
 
-/// A flow is media if at least this share of its datagrams look like RTP.
-fn is_media(c: &FlowCensus) -> bool {
-    c.rtp >= 2 && c.rtp * 2 >= c.datagrams
+/// Datagrams a flow may hold while it is not yet recognised as media; past this it is
+/// ignored (a media flow is recognised by its second packet).
+const MAX_HELD: usize = 64;
+
+/// What is known of a UDP flow.
+enum FlowState {
+    /// Not (yet) media: its datagrams wait, so that nothing that turns out to be media
+    /// (or garbage on a media flow, which must be counted) is lost.
+    Pending {
+        held: Vec<(Micros, Vec<u8>)>,
+        last_ssrc: Option<u32>,
+        rtcp: bool,
+    },
+    /// Feeding track `n`.
+    Track(usize),
+    /// Held too much without looking like media.
+    Ignored,
 }
 
-fn read_capture(path: &Path, f: impl FnMut(&crate::capture::Datagram<'_>)) -> Result<CaptureStats> {
-    let file =
-        File::open(path).with_context(|| format!("cannot open capture {}", path.display()))?;
-    read_datagrams(std::io::BufReader::with_capacity(1 << 20, file), f)
-        .with_context(|| format!("cannot read capture {}", path.display()))
+struct Slot {
+    flow: Flow,
+    track: ParticipantTrack,
+    file_name: String,
+    file: Option<BufWriter<File>>,
+    srtp: Option<&'static str>,
+}
+
+/// Write buffer per file. Replay runs hundreds of times faster than real time, so pages are
+/// batched into few large writes and flushed on the wall clock ([`FLUSH_EVERY`]) instead:
+/// a killed replay still loses at most about a second of its work, in whole pages.
+const FILE_BUFFER: usize = 256 * 1024;
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Slot {
+    /// Writes the Ogg pages the track has released.
+    fn drain(&mut self, dir: &Path) -> Result<()> {
+        let out = self.track.output();
+        if out.is_empty() {
+            return Ok(());
+        }
+        if self.file.is_none() {
+            let path = dir.join(&self.file_name);
+            let file =
+                File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+            self.file = Some(BufWriter::with_capacity(FILE_BUFFER, file));
+        }
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(out)
+                .with_context(|| format!("cannot write {}", dir.join(&self.file_name).display()))?;
+        }
+        out.clear();
+        Ok(())
+    }
+
+    fn flush(&mut self, dir: &Path) -> Result<()> {
+        if let Some(f) = self.file.as_mut() {
+            f.flush()
+                .with_context(|| format!("cannot write {}", dir.join(&self.file_name).display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The streaming state of one replay.
+struct Replayer<'a> {
+    opts: &'a ReplayOptions,
+    call_id: String,
+    flows: FxHashMap<Flow, FlowState>,
+    slots: Vec<Slot>,
+    buf: Vec<u8>,
+    next_timeout: Option<Micros>,
+    first_ts: Option<Micros>,
+    fed: u64,
+    last_flush: Instant,
+    last_track: Option<(Flow, usize)>,
+}
+
+impl Replayer<'_> {
+    fn datagram(&mut self, flow: Flow, ts: Micros, payload: &[u8]) -> Result<()> {
+        // Captures come in runs of one flow; skip the map for them.
+        if let Some((last, i)) = self.last_track {
+            if last == flow {
+                return self.feed(i, ts, payload);
+            }
+        }
+        let state = self
+            .flows
+            .entry(flow)
+            .or_insert_with(|| FlowState::Pending {
+                held: Vec::new(),
+                last_ssrc: None,
+                rtcp: false,
+            });
+        match state {
+            FlowState::Track(i) => {
+                let i = *i;
+                self.last_track = Some((flow, i));
+                self.feed(i, ts, payload)
+            }
+            FlowState::Ignored => Ok(()),
+            FlowState::Pending {
+                held,
+                last_ssrc,
+                rtcp,
+            } => {
+                held.push((ts, payload.to_vec()));
+                let mut promote = false;
+                if rtp::looks_like_rtp_or_rtcp(payload) {
+                    if rtp::is_rtcp(payload) {
+                        *rtcp = true;
+                    } else if payload.len() >= 12 {
+                        // Media: two RTP-looking datagrams of one SSRC. Random bytes pass the
+                        // version check one time in four, a repeated SSRC almost never.
+                        let ssrc =
+                            u32::from_be_bytes([payload[8], payload[9], payload[10], payload[11]]);
+                        promote = *last_ssrc == Some(ssrc);
+                        *last_ssrc = Some(ssrc);
+                    }
+                }
+                let rtcp_only = *rtcp && last_ssrc.is_none();
+                let full = held.len() >= MAX_HELD;
+                if promote {
+                    self.promote(flow)
+                } else if rtcp_only {
+                    self.attach_rtcp(flow)
+                } else {
+                    if full {
+                        *state = FlowState::Ignored;
+                    }
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// A flow is recognised as media: it gets a track and its held datagrams are fed.
+    fn promote(&mut self, flow: Flow) -> Result<()> {
+        let i = self.slots.len();
+        let participant = format!("participant-{}", i + 1);
+        let mut cfg = TrackConfig::new(self.call_id.clone(), participant.clone());
+        cfg.serial = serial_for(&self.call_id, i);
+        // A port-specific key beats a key for all flows.
+        let key = self
+            .opts
+            .keys
+            .iter()
+            .find(|k| k.port == Some(flow.dst.port()))
+            .or_else(|| self.opts.keys.iter().find(|k| k.port.is_none()));
+        cfg.srtp = key.map(|k| k.key.clone());
+        self.slots.push(Slot {
+            flow,
+            track: ParticipantTrack::new(cfg),
+            file_name: format!("{participant}.ogg"),
+            file: None,
+            srtp: key.map(|k| k.key.profile().sdes_name()),
+        });
+        let held = match self.flows.insert(flow, FlowState::Track(i)) {
+            Some(FlowState::Pending { held, .. }) => held,
+            _ => Vec::new(),
+        };
+        for (ts, d) in held {
+            self.feed(i, ts, &d)?;
+        }
+        // Its RTCP on the next port up may have been waiting for it.
+        let rtcp_flow = Flow {
+            src: SocketAddr::new(flow.src.ip(), flow.src.port().wrapping_add(1)),
+            dst: SocketAddr::new(flow.dst.ip(), flow.dst.port().wrapping_add(1)),
+        };
+        if matches!(self.flows.get(&rtcp_flow), Some(FlowState::Pending { .. })) {
+            self.attach_rtcp(rtcp_flow)?;
+        }
+        Ok(())
+    }
+
+    /// An RTCP-only flow joins the track of the RTP flow one port below, once that exists.
+    fn attach_rtcp(&mut self, flow: Flow) -> Result<()> {
+        let Some(FlowState::Track(i)) = flow.rtp_sibling().and_then(|f| self.flows.get(&f)) else {
+            return Ok(());
+        };
+        let i = *i;
+        if let Some(FlowState::Pending { held, .. }) = self.flows.insert(flow, FlowState::Track(i))
+        {
+            for (ts, d) in held {
+                self.feed(i, ts, &d)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn feed(&mut self, i: usize, ts: Micros, payload: &[u8]) -> Result<()> {
+        self.first_ts.get_or_insert(ts);
+        if self.next_timeout.is_some_and(|t| t <= ts) {
+            for s in self.slots.iter_mut() {
+                s.track.handle_timeout(ts);
+                s.drain(&self.opts.out)?;
+            }
+            self.next_timeout = None;
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(payload);
+        let s = &mut self.slots[i];
+        s.track.handle_datagram(ts, &mut self.buf);
+        s.drain(&self.opts.out)?;
+        if let Some(t) = s.track.poll_timeout() {
+            self.next_timeout = Some(self.next_timeout.map_or(t, |n| n.min(t)));
+        }
+        self.fed += 1;
+        // Reading the clock per packet would cost more than the packet.
+        if self.fed % 4096 == 0 && self.last_flush.elapsed() >= FLUSH_EVERY {
+            for s in self.slots.iter_mut() {
+                s.flush(&self.opts.out)?;
+            }
+            self.last_flush = Instant::now();
+        }
+        Ok(())
+    }
 }
 
 /// Records the capture into `opts.out`: one Ogg Opus file per participant and `meta.json`.
+///
+/// One streaming pass: a flow becomes a participant track at its second RTP packet of one
+/// SSRC; datagrams before that are held and then fed in order, so nothing is lost or
+/// miscounted.
 pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary> {
-    // Pass 1: which flows carry media.
-    let mut census: HashMap<Flow, FlowCensus> = HashMap::new();
-    read_capture(&opts.capture, |d| {
-        let c = census
-            .entry(Flow {
-                src: d.src,
-                dst: d.dst,
-            })
-            .or_insert_with(|| FlowCensus {
-                first: d.ts,
-                ..Default::default()
-            });
-        c.datagrams += 1;
-        if rtp::looks_like_rtp_or_rtcp(d.payload) {
-            if rtp::is_rtcp(d.payload) {
-                c.rtcp += 1;
-            } else {
-                c.rtp += 1;
-            }
-        }
-    })?;
-    let mut media: Vec<(Flow, Micros)> = census
-        .iter()
-        .filter(|(_, c)| is_media(c))
-        .map(|(f, c)| (*f, c.first))
-        .collect();
-    media.sort_by_key(|&(f, first)| (first, f));
-    if media.is_empty() {
-        bail!(
-            "no RTP flows found in {} ({} UDP flows, {} datagrams)",
-            opts.capture.display(),
-            census.len(),
-            census.values().map(|c| c.datagrams).sum::<u64>()
-        );
-    }
-    for k in &opts.keys {
-        if let Some(port) = k.port {
-            if !media.iter().any(|(f, _)| f.dst.port() == port) {
-                eprintln!("warning: --srtp-key for port {port}: no media flow to that port");
-            }
-        }
-    }
-
     let call_id = match &opts.call_id {
         Some(c) => c.clone(),
         None => opts
@@ -174,122 +347,70 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary> {
     };
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
-
-    struct Slot {
-        flow: Flow,
-        track: ParticipantTrack,
-        file_name: String,
-        file: Option<File>,
-        srtp: Option<&'static str>,
-    }
-    let mut slots: Vec<Slot> = Vec::new();
-    let mut by_flow: HashMap<Flow, usize> = HashMap::new();
-    for (i, (flow, _)) in media.iter().enumerate() {
-        let participant = format!("participant-{}", i + 1);
-        let mut cfg = TrackConfig::new(call_id.clone(), participant.clone());
-        cfg.serial = serial_for(&call_id, i);
-        // A port-specific key beats a key for all flows.
-        let key = opts
-            .keys
-            .iter()
-            .find(|k| k.port == Some(flow.dst.port()))
-            .or_else(|| opts.keys.iter().find(|k| k.port.is_none()));
-        cfg.srtp = key.map(|k| k.key.clone());
-        let srtp = key.map(|k| k.key.profile().sdes_name());
-        by_flow.insert(*flow, slots.len());
-        slots.push(Slot {
-            flow: *flow,
-            track: ParticipantTrack::new(cfg),
-            file_name: format!("{participant}.ogg"),
-            file: None,
-            srtp,
-        });
-    }
-    // RTCP on the odd port next to a media flow (no rtcp-mux) goes to that flow's track.
-    for (flow, c) in &census {
-        if c.rtp == 0 && c.rtcp > 0 && !by_flow.contains_key(flow) {
-            let (Some(sp), Some(dp)) = (
-                flow.src.port().checked_sub(1),
-                flow.dst.port().checked_sub(1),
-            ) else {
-                continue;
-            };
-            let rtp_flow = Flow {
-                src: SocketAddr::new(flow.src.ip(), sp),
-                dst: SocketAddr::new(flow.dst.ip(), dp),
-            };
-            if let Some(&i) = by_flow.get(&rtp_flow) {
-                by_flow.insert(*flow, i);
-            }
-        }
-    }
-
-    // Pass 2: feed every datagram at its capture time.
-    let mut buf = Vec::with_capacity(2048);
+    let mut r = Replayer {
+        opts,
+        call_id: call_id.clone(),
+        flows: FxHashMap::default(),
+        slots: Vec::new(),
+        buf: Vec::with_capacity(2048),
+        next_timeout: None,
+        first_ts: None,
+        fed: 0,
+        last_flush: Instant::now(),
+        last_track: None,
+    };
+    let file = File::open(&opts.capture)
+        .with_context(|| format!("cannot open capture {}", opts.capture.display()))?;
     let mut io_error: Option<anyhow::Error> = None;
-    let mut first_ts: Option<Micros> = None;
-    let mut next_timeout: Option<Micros> = None;
-    let out_dir = opts.out.clone();
-    let capture_stats = read_capture(&opts.capture, |d| {
+    let capture_stats = read_datagrams(file, |d| {
         if io_error.is_some() {
             return;
         }
-        let Some(&i) = by_flow.get(&Flow {
-            src: d.src,
-            dst: d.dst,
-        }) else {
-            return;
-        };
-        first_ts.get_or_insert(d.ts);
-        if next_timeout.is_some_and(|t| t <= d.ts) {
-            for s in slots.iter_mut() {
-                s.track.handle_timeout(d.ts);
-                if let Err(e) = drain(s, &out_dir) {
-                    io_error = Some(e);
-                }
-            }
-        }
-        buf.clear();
-        buf.extend_from_slice(d.payload);
-        let s = &mut slots[i];
-        s.track.handle_datagram(d.ts, &mut buf);
-        if let Err(e) = drain(s, &out_dir) {
+        if let Err(e) = r.datagram(
+            Flow {
+                src: d.src,
+                dst: d.dst,
+            },
+            d.ts,
+            d.payload,
+        ) {
             io_error = Some(e);
         }
-        next_timeout = slots.iter().filter_map(|s| s.track.poll_timeout()).min();
-    })?;
+    })
+    .with_context(|| format!("cannot read capture {}", opts.capture.display()))?;
     if let Some(e) = io_error {
         return Err(e);
     }
-
-    fn drain(s: &mut Slot, dir: &Path) -> Result<()> {
-        let out = s.track.output();
-        if out.is_empty() {
-            return Ok(());
+    let ignored_flows = r
+        .flows
+        .values()
+        .filter(|s| !matches!(s, FlowState::Track(_)))
+        .count();
+    if r.slots.is_empty() {
+        bail!(
+            "no RTP flows found in {} ({} UDP flows, {} UDP datagrams)",
+            opts.capture.display(),
+            r.flows.len(),
+            capture_stats.udp_datagrams
+        );
+    }
+    for k in &opts.keys {
+        if let Some(port) = k.port {
+            if !r.slots.iter().any(|s| s.flow.dst.port() == port) {
+                eprintln!("warning: --srtp-key for port {port}: no media flow to that port");
+            }
         }
-        if s.file.is_none() {
-            let path = dir.join(&s.file_name);
-            s.file = Some(
-                File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
-            );
-        }
-        if let Some(f) = s.file.as_mut() {
-            f.write_all(out)
-                .with_context(|| format!("cannot write {}", dir.join(&s.file_name).display()))?;
-        }
-        out.clear();
-        Ok(())
     }
 
-    let call_start = first_ts.unwrap_or_default();
+    let call_start = r.first_ts.unwrap_or_default();
     let mut reports = Vec::new();
     let mut problems = Vec::new();
-    for s in slots.iter_mut() {
+    for s in r.slots.iter_mut() {
         s.track.finish();
-        drain(s, &opts.out)?;
-        if let Some(f) = &s.file {
-            f.sync_all().context("cannot sync recording")?;
-        }
+        s.drain(&opts.out)?;
+        // No fsync: replay is an offline tool whose input stays available; durability
+        // before a recording counts is the spool's job in the live bot.
+        s.flush(&opts.out)?;
         let stats = s.track.stats();
         if stats.undecryptable > 0 && stats.written == 0 {
             problems.push(format!(
@@ -325,6 +446,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary> {
         "started_at": format_rfc3339(call_start.0),
         "tracks": reports.iter().map(track_json).collect::<Vec<_>>(),
         "capture_stats": capture_stats,
+        "ignored_flows": ignored_flows,
     });
     let meta_path = opts.out.join("meta.json");
     let tmp = opts.out.join(".meta.json.tmp");
@@ -336,6 +458,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary> {
     Ok(ReplaySummary {
         tracks: reports,
         capture: capture_stats,
+        ignored_flows,
         meta_path,
         problems,
     })
