@@ -616,3 +616,11 @@ fn fuzz_corpus_matches_generated_seeds() {
         }
     }
 }
+
+/// Sessions move between the ingest threads of the recorder.
+#[test]
+fn session_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<SrtpSession>();
+    assert_send_sync::<SrtpKeyMaterial>();
+}
