@@ -242,7 +242,8 @@ pub enum SrtpError {
     /// This packet index was already received.
     #[error("replayed SRTP packet")]
     Replayed,
-    /// The packet index is behind the replay window (or before index 0).
+    /// The packet index is behind the replay window, or before index 0 (ROC -1). Also
+    /// returned by protect for such a sequence number.
     #[error("SRTP packet older than the replay window")]
     TooOld,
     /// The packet's MKI is not the one of our master key (a rekey we do not know about).
@@ -553,7 +554,15 @@ impl SrtpSession {
         let ssrc = be32(&packet[8..12]);
         let slot = self.rtp_tx.find(ssrc);
         let index = match slot {
-            Some(s) => estimate_index(*self.rtp_tx.get(s), seq).ok_or(SrtpError::IndexExhausted)?,
+            Some(s) => {
+                let highest = *self.rtp_tx.get(s);
+                estimate_index(highest, seq).ok_or(if highest >> 16 == u64::from(u32::MAX) {
+                    SrtpError::IndexExhausted
+                } else {
+                    // A sequence number "before" the stream's first packet (ROC -1).
+                    SrtpError::TooOld
+                })?
+            }
             None => u64::from(seq),
         };
         packet.reserve(self.profile.rtp_tag_len() + self.mki_len());

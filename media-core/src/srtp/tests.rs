@@ -591,3 +591,36 @@ fn write_fuzz_seeds() {
         std::fs::write(dir.join(name), data).unwrap();
     }
 }
+
+/// The checked-in corpus is what `write_fuzz_seeds` produces, so the valid seeds really are
+/// valid for the fuzz target's keys, and each one unprotects.
+#[test]
+fn fuzz_corpus_matches_generated_seeds() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/srtp_unprotect");
+    for (name, data) in fuzz_seeds() {
+        let on_disk = std::fs::read(dir.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(on_disk, data, "{name}: regenerate with write_fuzz_seeds");
+        if name.contains("_rtp_") || name.ends_with("_rtcp") {
+            let profile = fuzz_profile(data[0]);
+            let salt = &FUZZ_MASTER_SALT[..profile.master_salt_len()];
+            let mut rx =
+                SrtpSession::new(SrtpKeyMaterial::new(profile, &FUZZ_MASTER_KEY, salt).unwrap());
+            let mut pkt = data[1..].to_vec();
+            let res = if name.ends_with("_rtcp") {
+                rx.unprotect_rtcp(&mut pkt)
+            } else {
+                rx.unprotect_rtp(&mut pkt)
+            };
+            assert!(res.is_ok(), "{name}: {res:?}");
+        }
+    }
+}
+
+/// Sessions move between the ingest threads of the recorder.
+#[test]
+fn session_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<SrtpSession>();
+    assert_send_sync::<SrtpKeyMaterial>();
+}
