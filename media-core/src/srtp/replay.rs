@@ -111,10 +111,12 @@ pub(crate) struct SsrcTable<T> {
 impl<T> SsrcTable<T> {
     pub(crate) fn new(cap: usize) -> Self {
         let cap = cap.max(1);
+        // `cap` bounds the table, it is not reserved: a session nearly always sees one SSRC,
+        // and a bot holds thousands of sessions.
         Self {
-            ssrcs: Vec::with_capacity(cap),
-            entries: Vec::with_capacity(cap),
-            last_used: Vec::with_capacity(cap),
+            ssrcs: Vec::new(),
+            entries: Vec::new(),
+            last_used: Vec::new(),
             tick: 0,
             cap,
         }
