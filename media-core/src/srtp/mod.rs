@@ -32,6 +32,13 @@ use transform::{CmKeys, GcmKeys, GCM_TAG_LEN};
 /// has a handful of SSRCs per direction.
 pub const MAX_SSRCS: usize = 64;
 
+/// Highest roll-over counter tried for the first packet of an SSRC that does not
+/// authenticate with ROC 0: 32 wraps are 11.6 hours of 20 ms packets.
+pub const MAX_ROC_GUESS: u32 = 32;
+
+/// Trial authentications a session may spend on ROC guessing, in all.
+const ROC_GUESS_BUDGET: u32 = 64 * MAX_ROC_GUESS;
+
 /// Length of the SRTCP trailer word (E flag + 31-bit index).
 const SRTCP_INDEX_LEN: usize = 4;
 /// The E flag in the SRTCP trailer word: the packet's payload is encrypted.
@@ -308,6 +315,8 @@ pub struct SrtpSession {
     rtp_tx: SsrcTable<u64>,
     /// Last SRTCP index sent per SSRC.
     rtcp_tx: SsrcTable<u32>,
+    /// Trial authentications left for ROC guessing (see [`MAX_ROC_GUESS`]).
+    roc_guess_budget: u32,
 }
 
 impl fmt::Debug for SrtpSession {
@@ -379,6 +388,7 @@ impl SrtpSession {
             rtcp_rx: SsrcTable::new(MAX_SSRCS),
             rtp_tx: SsrcTable::new(MAX_SSRCS),
             rtcp_tx: SsrcTable::new(MAX_SSRCS),
+            roc_guess_budget: ROC_GUESS_BUDGET,
         }
     }
 
@@ -437,7 +447,49 @@ impl SrtpSession {
             None => u64::from(seq),
         };
 
-        let plain_len = match &self.keys {
+        let (index, plain_len) = match self.open_rtp(packet, hdr_len, ssrc, index) {
+            Ok(len) => (index, len),
+            // A stream joined after its sequence number wrapped has a ROC above 0 that RTP
+            // does not carry (RFC 3711 3.3.1 assumes we saw it start). Try the next ROCs,
+            // with a per-session budget so a flood of forged SSRCs stays cheap.
+            Err(SrtpError::AuthenticationFailed) if slot.is_none() => {
+                let mut found = None;
+                for roc in 1..=MAX_ROC_GUESS {
+                    if self.roc_guess_budget == 0 {
+                        break;
+                    }
+                    self.roc_guess_budget -= 1;
+                    let guess = (u64::from(roc) << 16) | u64::from(seq);
+                    if let Ok(len) = self.open_rtp(packet, hdr_len, ssrc, guess) {
+                        found = Some((guess, len));
+                        break;
+                    }
+                }
+                found.ok_or(SrtpError::AuthenticationFailed)?
+            }
+            Err(e) => return Err(e),
+        };
+
+        match slot {
+            Some(s) => self.rtp_rx.get_mut(s).accept(index),
+            None => self.rtp_rx.insert(ssrc, ReplayWindow::new(index)),
+        }
+        Ok(plain_len)
+    }
+
+    /// Authenticates and decrypts `packet` as packet `index`; leaves it untouched if the tag
+    /// does not verify.
+    fn open_rtp(
+        &self,
+        packet: &mut [u8],
+        hdr_len: usize,
+        ssrc: u32,
+        index: u64,
+    ) -> Result<usize, SrtpError> {
+        let tag_len = self.profile.rtp_tag_len();
+        let mki_len = self.mki_len();
+        let n = packet.len();
+        Ok(match &self.keys {
             Keys::Cm { rtp, .. } => {
                 // header | encrypted payload | MKI | tag; the tag covers header + payload + ROC.
                 let auth_end = n - tag_len - mki_len;
@@ -459,13 +511,7 @@ impl SrtpSession {
                 rtp.open(&iv, aad, ct, &tag[..GCM_TAG_LEN])?;
                 ct_end
             }
-        };
-
-        match slot {
-            Some(s) => self.rtp_rx.get_mut(s).accept(index),
-            None => self.rtp_rx.insert(ssrc, ReplayWindow::new(index)),
-        }
-        Ok(plain_len)
+        })
     }
 
     /// Authenticates and decrypts an SRTCP packet in place; returns the length of the plain

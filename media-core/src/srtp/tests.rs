@@ -624,3 +624,56 @@ fn session_is_send_and_sync() {
     assert_send_sync::<SrtpSession>();
     assert_send_sync::<SrtpKeyMaterial>();
 }
+
+/// A recorder that joins a stream after its sequence number wrapped (a capture started
+/// mid-call) finds the roll-over counter by trial, and keeps following it.
+#[test]
+fn joining_after_sequence_wraps_guesses_the_roc() {
+    for profile in SrtpProfile::ALL {
+        let mut tx = session(profile);
+        let mut rx = session(profile);
+        let start = 3 * 65_536 + 65_500;
+        let mut plain_ok = 0;
+        for i in 0..start + 100u64 {
+            let mut p = rtp_packet(0xabc, i as u16, 40);
+            let clear = p.clone();
+            tx.protect_rtp(&mut p).unwrap();
+            if i < start {
+                continue;
+            }
+            let n = rx
+                .unprotect_rtp(&mut p)
+                .unwrap_or_else(|e| panic!("{profile}: packet {i}: {e}"));
+            assert_eq!(&p[..n], &clear[..]);
+            plain_ok += 1;
+        }
+        assert_eq!(plain_ok, 100);
+        assert_eq!(
+            rx.rtp_roc(0xabc),
+            Some(4),
+            "{profile}: followed the wrap after joining"
+        );
+    }
+}
+
+/// Guessing is bounded: a flood of unknown SSRCs with bad tags costs at most the budget.
+#[test]
+fn roc_guessing_has_a_budget() {
+    let mut rx = session(SrtpProfile::AesCm128HmacSha1_80);
+    let mut tx = session(SrtpProfile::AesCm128HmacSha1_80);
+    for ssrc in 0..1000u32 {
+        let mut p = rtp_packet(ssrc, 1, 40);
+        tx.protect_rtp(&mut p).unwrap();
+        let last = p.len() - 1;
+        p[last] ^= 1;
+        assert_eq!(
+            rx.unprotect_rtp(&mut p),
+            Err(SrtpError::AuthenticationFailed)
+        );
+    }
+    assert_eq!(rx.roc_guess_budget, 0);
+    // Genuine traffic of a new SSRC at ROC 0 still authenticates.
+    let mut p = rtp_packet(5000, 1, 40);
+    tx.protect_rtp(&mut p).unwrap();
+    assert!(rx.unprotect_rtp(&mut p).is_ok());
+}
