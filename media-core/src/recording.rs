@@ -135,7 +135,10 @@ const MAX_EVENTS: usize = 64;
 /// reused by later packets.
 #[derive(Debug, Default)]
 struct Held {
-    ts: ExtTs,
+    /// Raw RTP timestamp: unwrapped when the packet leaves the window, in order.
+    ts: u32,
+    /// False for packets that only hold their place in the sequence (DTMF, comfort noise).
+    audio: bool,
     payload: Vec<u8>,
 }
 
@@ -156,6 +159,8 @@ struct Sink {
     /// Position (48 kHz samples) where the next packet would start without a gap.
     end: u64,
     no_output: Vec<u8>,
+    stats: TrackStats,
+    events: VecDeque<TrackEvent>,
 }
 
 /// The recording of one participant.
@@ -168,8 +173,6 @@ pub struct ParticipantTrack {
     retired: ReorderStats,
     switched_at: Micros,
     sink: Sink,
-    stats: TrackStats,
-    events: VecDeque<TrackEvent>,
     last_flush: Option<Micros>,
     finished: bool,
 }
@@ -188,13 +191,13 @@ impl ParticipantTrack {
                 writer: None,
                 end: 0,
                 no_output: Vec::new(),
+                stats: TrackStats::default(),
+                events: VecDeque::new(),
             },
             config,
             source: None,
             retired: ReorderStats::default(),
             switched_at: Micros(0),
-            stats: TrackStats::default(),
-            events: VecDeque::new(),
             last_flush: None,
             finished: false,
         }
@@ -210,9 +213,9 @@ impl ParticipantTrack {
         if self.finished {
             return;
         }
-        self.stats.last_arrival = Some(now);
+        self.sink.stats.last_arrival = Some(now);
         if !rtp::looks_like_rtp_or_rtcp(datagram) {
-            self.stats.malformed += 1;
+            self.sink.stats.malformed += 1;
             return;
         }
         if rtp::is_rtcp(datagram) {
@@ -224,34 +227,23 @@ impl ParticipantTrack {
             Some(srtp) => match srtp.unprotect_rtp(datagram) {
                 Ok(len) => len,
                 Err(e) => {
-                    self.stats.undecryptable += 1;
-                    self.stats.last_srtp_error = Some(e);
+                    self.sink.stats.undecryptable += 1;
+                    self.sink.stats.last_srtp_error = Some(e);
                     return;
                 }
             },
         };
         let Ok(packet) = RtpPacket::parse(&datagram[..len]) else {
-            self.stats.malformed += 1;
+            self.sink.stats.malformed += 1;
             return;
         };
-        match self.config.payload_type {
-            Some(pt) if pt != packet.payload_type => {
-                self.stats.other_payload += 1;
-                return;
-            }
-            Some(_) => {}
-            None => {
-                // Lock onto the first payload type that carries valid Opus.
-                if opus::packet_samples_48k(packet.payload()).is_err() {
-                    self.stats.malformed += 1;
-                    return;
-                }
-                self.config.payload_type = Some(packet.payload_type);
-            }
+        let audio = self.is_audio(&packet);
+        if !audio {
+            self.sink.stats.other_payload += 1;
         }
-        self.stats.received += 1;
+        self.sink.stats.received += 1;
         if !self.select_source(now, packet.ssrc) {
-            self.stats.late += 1;
+            self.sink.stats.late += 1;
             return;
         }
         let Some(source) = self.source.as_mut() else {
@@ -260,38 +252,51 @@ impl ParticipantTrack {
         let seq = source.seq.unwrap(packet.sequence);
         match source.reorder.admit(seq) {
             Admission::Deliver => {
-                let ts = source.ts.unwrap(packet.timestamp);
-                self.sink.emit(
-                    &self.config,
-                    &mut self.stats,
-                    &mut self.events,
-                    ts,
-                    now,
-                    packet.payload(),
-                );
+                if audio {
+                    let ts = source.ts.unwrap(packet.timestamp);
+                    self.sink.emit(&self.config, ts, now, packet.payload());
+                }
             }
             Admission::Store => {
                 while let Some(r) = source.reorder.make_room(seq) {
-                    let ts = source.ts.unwrap(r.item.ts.0 as u32);
-                    self.sink.emit(
-                        &self.config,
-                        &mut self.stats,
-                        &mut self.events,
-                        ts,
-                        r.arrival,
-                        &r.item.payload,
-                    );
+                    self.sink
+                        .release(&self.config, &mut source.ts, r.arrival, r.item);
                 }
                 let held = source.reorder.insert(seq, now);
-                // The timestamp is unwrapped when the packet leaves, in order; keep the raw one.
-                held.ts = ExtTs(packet.timestamp as u64);
+                held.ts = packet.timestamp;
+                held.audio = audio;
                 held.payload.clear();
-                held.payload.extend_from_slice(packet.payload());
+                if audio {
+                    held.payload.extend_from_slice(packet.payload());
+                }
             }
             Admission::Duplicate | Admission::Late => {}
         }
         self.release(now);
         self.maybe_flush(now);
+    }
+
+    /// Whether the packet is the track's Opus. Other packets of the stream (DTMF, comfort
+    /// noise) are not recorded but still go through the reorder window, since they share the
+    /// sequence space and would otherwise count as lost.
+    fn is_audio(&mut self, packet: &RtpPacket<'_>) -> bool {
+        match self.config.payload_type {
+            Some(pt) => pt == packet.payload_type,
+            None => {
+                // Opus only ever has a dynamic payload type (RFC 7587); a static one is
+                // G.711, G.722, comfort noise... Lock onto the first dynamic type that carries
+                // valid Opus and is not DTMF (RFC 4733 events are dynamic too, and their
+                // 4-byte payloads happen to parse as Opus).
+                let payload = packet.payload();
+                let opus = packet.payload_type >= 96
+                    && !looks_like_dtmf(payload)
+                    && opus::packet_samples_48k(payload).is_ok();
+                if opus {
+                    self.config.payload_type = Some(packet.payload_type);
+                }
+                opus
+            }
+        }
     }
 
     /// Switches to `ssrc` if it is new; returns false for a straggler of a replaced SSRC.
@@ -300,7 +305,7 @@ impl ParticipantTrack {
             return true;
         }
         if self.source.is_some()
-            && self.stats.ssrcs.contains(&ssrc)
+            && self.sink.stats.ssrcs.contains(&ssrc)
             && now.saturating_since(self.switched_at) < STRAGGLER_WINDOW
         {
             return false;
@@ -308,15 +313,8 @@ impl ParticipantTrack {
         if let Some(mut old) = self.source.take() {
             // Everything the old source still holds plays before the new one starts.
             while let Some(r) = old.reorder.drain() {
-                let ts = old.ts.unwrap(r.item.ts.0 as u32);
-                self.sink.emit(
-                    &self.config,
-                    &mut self.stats,
-                    &mut self.events,
-                    ts,
-                    r.arrival,
-                    &r.item.payload,
-                );
+                self.sink
+                    .release(&self.config, &mut old.ts, r.arrival, r.item);
             }
             let s = old.reorder.stats();
             self.retired.lost += s.lost;
@@ -324,8 +322,8 @@ impl ParticipantTrack {
             self.retired.late += s.late;
             self.sink.timeline.new_source();
         }
-        if !self.stats.ssrcs.contains(&ssrc) {
-            self.stats.ssrcs.push(ssrc);
+        if !self.sink.stats.ssrcs.contains(&ssrc) {
+            self.sink.stats.ssrcs.push(ssrc);
         }
         self.switched_at = now;
         self.push_event(TrackEvent::SourceStarted { ssrc, at: now });
@@ -344,17 +342,17 @@ impl ParticipantTrack {
             Some(srtp) => match srtp.unprotect_rtcp(datagram) {
                 Ok(len) => len,
                 Err(e) => {
-                    self.stats.undecryptable += 1;
-                    self.stats.last_srtp_error = Some(e);
+                    self.sink.stats.undecryptable += 1;
+                    self.sink.stats.last_srtp_error = Some(e);
                     return;
                 }
             },
         };
         let Ok(compound) = CompoundPacket::parse(&datagram[..len]) else {
-            self.stats.malformed += 1;
+            self.sink.stats.malformed += 1;
             return;
         };
-        self.stats.rtcp += 1;
+        self.sink.stats.rtcp += 1;
         for packet in compound.iter().flatten() {
             match packet {
                 RtcpPacket::SenderReport(sr) => self.push_event(TrackEvent::SenderReport {
@@ -374,10 +372,10 @@ impl ParticipantTrack {
     }
 
     fn push_event(&mut self, event: TrackEvent) {
-        if self.events.len() >= MAX_EVENTS {
-            self.events.pop_front();
+        if self.sink.events.len() >= MAX_EVENTS {
+            self.sink.events.pop_front();
         }
-        self.events.push_back(event);
+        self.sink.events.push_back(event);
     }
 
     /// Releases what the reorder window lets go at `now`.
@@ -386,15 +384,8 @@ impl ParticipantTrack {
             return;
         };
         while let Some(r) = source.reorder.pop(now) {
-            let ts = source.ts.unwrap(r.item.ts.0 as u32);
-            self.sink.emit(
-                &self.config,
-                &mut self.stats,
-                &mut self.events,
-                ts,
-                r.arrival,
-                &r.item.payload,
-            );
+            self.sink
+                .release(&self.config, &mut source.ts, r.arrival, r.item);
         }
     }
 
@@ -441,15 +432,8 @@ impl ParticipantTrack {
         }
         if let Some(source) = self.source.as_mut() {
             while let Some(r) = source.reorder.drain() {
-                let ts = source.ts.unwrap(r.item.ts.0 as u32);
-                self.sink.emit(
-                    &self.config,
-                    &mut self.stats,
-                    &mut self.events,
-                    ts,
-                    r.arrival,
-                    &r.item.payload,
-                );
+                self.sink
+                    .release(&self.config, &mut source.ts, r.arrival, r.item);
             }
         }
         if let Some(w) = self.sink.writer.as_mut() {
@@ -474,12 +458,12 @@ impl ParticipantTrack {
 
     /// The next reported event, if any.
     pub fn poll_event(&mut self) -> Option<TrackEvent> {
-        self.events.pop_front()
+        self.sink.events.pop_front()
     }
 
     /// The counters so far.
     pub fn stats(&self) -> TrackStats {
-        let mut s = self.stats.clone();
+        let mut s = self.sink.stats.clone();
         let current = self
             .source
             .as_ref()
@@ -495,18 +479,38 @@ impl ParticipantTrack {
     }
 }
 
+/// Whether an RTP payload has the shape of RFC 4733 telephone events: whole 4-byte events, the
+/// reserved bit clear and a volume of at most 63 (-dBm0).
+fn looks_like_dtmf(payload: &[u8]) -> bool {
+    !payload.is_empty()
+        && payload.len() <= 16
+        && payload.len() % 4 == 0
+        && payload
+            .chunks_exact(4)
+            .all(|e| e[0] <= 16 && e[1] & 0x40 == 0 && e[1] & 0x3f <= 63)
+}
+
 impl Sink {
     /// Places one in-order packet on the time line, fills any gap before it with silence and
     /// writes it.
-    fn emit(
+    /// A packet leaving the reorder window: audio is placed and written; packets that only
+    /// held a place in the sequence are done.
+    fn release(
         &mut self,
         config: &TrackConfig,
-        stats: &mut TrackStats,
-        events: &mut VecDeque<TrackEvent>,
-        ts: ExtTs,
+        ts: &mut TsUnwrapper,
         arrival: Micros,
-        payload: &[u8],
+        held: &Held,
     ) {
+        if held.audio {
+            let ts = ts.unwrap(held.ts);
+            self.emit(config, ts, arrival, &held.payload);
+        }
+    }
+
+    fn emit(&mut self, config: &TrackConfig, ts: ExtTs, arrival: Micros, payload: &[u8]) {
+        let stats = &mut self.stats;
+        let events = &mut self.events;
         let Ok(samples) = opus::packet_samples_48k(payload) else {
             stats.malformed += 1;
             return;
@@ -883,6 +887,45 @@ mod tests {
             assert!(w[1] - w[0] <= 1020, "{flushed_at:?}");
         }
         assert!(*flushed_at.last().unwrap() >= 4000);
+    }
+
+    #[test]
+    fn payload_type_lock_skips_static_types_and_dtmf() {
+        let mut sim = Sim::new(None);
+        // A DTMF event (PT 101) and a PCMU packet (PT 0) before the Opus stream starts.
+        let mut dtmf = rtp(1, 0, 0, 0);
+        dtmf.truncate(12);
+        dtmf[1] = 101;
+        dtmf.extend_from_slice(&[5, 0x0a, 0x00, 0xa0]);
+        sim.send(0, dtmf);
+        let mut pcmu = rtp(1, 1, 0, 0);
+        pcmu[1] = 0;
+        sim.send(1, pcmu);
+        for i in 2..52u32 {
+            sim.send(i as u64 * 20, rtp(1, i as u16, i * 960, i));
+        }
+        // Mid-call DTMF replaces audio for four packets (same sequence space): not lost.
+        for i in 52..56u32 {
+            let mut ev = rtp(1, i as u16, 52 * 960, 0);
+            ev.truncate(12);
+            ev[1] = 101;
+            ev.extend_from_slice(&[1, 0x0a, 0x00, 0xa0]);
+            sim.send(i as u64 * 20, ev);
+        }
+        for i in 56..80u32 {
+            sim.send(i as u64 * 20, rtp(1, i as u16, i * 960, i));
+        }
+        let (st, pk) = sim.finish();
+        assert_eq!(st.other_payload, 6);
+        assert_eq!(st.lost, 0);
+        assert_eq!(st.written, 74);
+        let a = audio(&pk);
+        assert_eq!(a.len(), 74);
+        // Audio after the event is still at its time.
+        assert!(
+            a.iter().all(|&(at, tag)| at == (tag as u64 - 2) * 20),
+            "{a:?}"
+        );
     }
 
     #[test]
