@@ -479,15 +479,15 @@ impl ParticipantTrack {
     }
 }
 
-/// Whether an RTP payload has the shape of RFC 4733 telephone events: whole 4-byte events, the
-/// reserved bit clear and a volume of at most 63 (-dBm0).
+/// Whether an RTP payload has the shape of RFC 4733 DTMF events: whole 4-byte events, event
+/// codes 0-16 and the reserved bit clear.
 fn looks_like_dtmf(payload: &[u8]) -> bool {
     !payload.is_empty()
         && payload.len() <= 16
         && payload.len() % 4 == 0
         && payload
             .chunks_exact(4)
-            .all(|e| e[0] <= 16 && e[1] & 0x40 == 0 && e[1] & 0x3f <= 63)
+            .all(|e| e[0] <= 16 && e[1] & 0x40 == 0)
 }
 
 impl Sink {
