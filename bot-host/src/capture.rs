@@ -317,3 +317,222 @@ pub fn fuzz_read(data: &[u8]) {
     let mut n = 0usize;
     let _ = read_datagrams(data, |d| n = n.wrapping_add(d.payload.len()));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    const PAYLOAD: &[u8] = b"\x80\x6f\x00\x01rtp-ish payload";
+
+    fn udp_ipv4() -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(4000, 5000)
+            .write(&mut v, PAYLOAD)
+            .unwrap();
+        v
+    }
+
+    fn ethernet(ip: &[u8]) -> Vec<u8> {
+        let mut v = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        v.extend_from_slice(ip);
+        v
+    }
+
+    /// A legacy pcap: (magic as written little-endian or big-endian, link type, records).
+    fn pcap(
+        big_endian: bool,
+        nanos: bool,
+        link: u32,
+        records: &[(u32, u32, &[u8], u32)],
+    ) -> Vec<u8> {
+        let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
+        let w32 = |v: &mut Vec<u8>, x: u32| {
+            v.extend_from_slice(&if big_endian {
+                x.to_be_bytes()
+            } else {
+                x.to_le_bytes()
+            })
+        };
+        let w16 = |v: &mut Vec<u8>, x: u16| {
+            v.extend_from_slice(&if big_endian {
+                x.to_be_bytes()
+            } else {
+                x.to_le_bytes()
+            })
+        };
+        let mut v = Vec::new();
+        w32(&mut v, magic);
+        w16(&mut v, 2);
+        w16(&mut v, 4);
+        w32(&mut v, 0);
+        w32(&mut v, 0);
+        w32(&mut v, 65535);
+        w32(&mut v, link);
+        for &(sec, frac, data, orig) in records {
+            w32(&mut v, sec);
+            w32(&mut v, frac);
+            w32(&mut v, data.len() as u32);
+            w32(&mut v, orig);
+            v.extend_from_slice(data);
+        }
+        v
+    }
+
+    fn read(bytes: &[u8]) -> (Vec<(Micros, SocketAddr, SocketAddr, Vec<u8>)>, CaptureStats) {
+        let mut got = Vec::new();
+        let stats = read_datagrams(bytes, |d| {
+            got.push((d.ts, d.src, d.dst, d.payload.to_vec()))
+        })
+        .unwrap();
+        (got, stats)
+    }
+
+    #[test]
+    fn ethernet_microsecond_pcap() {
+        let f = ethernet(&udp_ipv4());
+        let (got, st) = read(&pcap(
+            false,
+            false,
+            1,
+            &[(1_700_000_000, 123_456, &f, f.len() as u32)],
+        ));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, Micros(1_700_000_000_123_456));
+        assert_eq!(got[0].1, "10.0.0.1:4000".parse().unwrap());
+        assert_eq!(got[0].2, "10.0.0.2:5000".parse().unwrap());
+        assert_eq!(got[0].3, PAYLOAD);
+        assert_eq!((st.frames, st.udp_datagrams), (1, 1));
+    }
+
+    #[test]
+    fn nanosecond_and_big_endian_pcaps() {
+        let f = ethernet(&udp_ipv4());
+        for be in [false, true] {
+            let (got, _) = read(&pcap(be, true, 1, &[(10, 999_999_999, &f, f.len() as u32)]));
+            assert_eq!(got[0].0, Micros(10_999_999), "big endian: {be}");
+            let (got, _) = read(&pcap(be, false, 1, &[(10, 5, &f, f.len() as u32)]));
+            assert_eq!(got[0].0, Micros(10_000_005), "big endian: {be}");
+        }
+    }
+
+    #[test]
+    fn link_types() {
+        let ip = udp_ipv4();
+        // VLAN-tagged Ethernet.
+        let mut vlan = vec![
+            2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x81, 0x00, 0x00, 0x64, 0x08, 0x00,
+        ];
+        vlan.extend_from_slice(&ip);
+        // Linux cooked v1: packet type, ARPHRD, address length, 8-byte address, protocol.
+        let mut sll = vec![0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x08, 0x00];
+        sll.extend_from_slice(&ip);
+        // Linux cooked v2: protocol first, then 18 more bytes.
+        let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6];
+        sll2.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0, 0]);
+        sll2.extend_from_slice(&ip);
+        // BSD loopback: AF_INET in host order.
+        let mut null = 2u32.to_le_bytes().to_vec();
+        null.extend_from_slice(&ip);
+        for (link, frame) in [
+            (1, vlan),
+            (113, sll),
+            (276, sll2),
+            (101, ip.clone()),
+            (228, ip.clone()),
+            (0, null),
+        ] {
+            let (got, st) = read(&pcap(
+                false,
+                false,
+                link,
+                &[(1, 0, &frame, frame.len() as u32)],
+            ));
+            assert_eq!(got.len(), 1, "link type {link}: {st:?}");
+            assert_eq!(got[0].3, PAYLOAD, "link type {link}");
+        }
+        // An unknown link type is counted, not fatal.
+        let (got, st) = read(&pcap(false, false, 147, &[(1, 0, &ip, ip.len() as u32)]));
+        assert!(got.is_empty());
+        assert_eq!(st.unsupported_link, 1);
+    }
+
+    #[test]
+    fn ipv6_udp() {
+        let mut ip = Vec::new();
+        PacketBuilder::ipv6(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
+        .udp(4000, 5000)
+        .write(&mut ip, PAYLOAD)
+        .unwrap();
+        let (got, _) = read(&pcap(false, false, 101, &[(1, 0, &ip, ip.len() as u32)]));
+        assert_eq!(got[0].1, "[2001:db8::1]:4000".parse().unwrap());
+    }
+
+    #[test]
+    fn non_udp_fragments_and_snapped_records_are_counted() {
+        let mut tcp = Vec::new();
+        PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(1, 2, 3, 1000)
+            .write(&mut tcp, b"x")
+            .unwrap();
+        let mut frag = udp_ipv4();
+        frag[6] = 0x20; // more fragments
+        let full = ethernet(&udp_ipv4());
+        let snapped = &full[..full.len() - 4];
+        let tcp = ethernet(&tcp);
+        let frag = ethernet(&frag);
+        let (got, st) = read(&pcap(
+            false,
+            false,
+            1,
+            &[
+                (1, 0, &tcp, tcp.len() as u32),
+                (1, 1, &frag, frag.len() as u32),
+                (1, 2, snapped, full.len() as u32),
+                (1, 3, &full, full.len() as u32),
+            ],
+        ));
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (st.not_udp, st.fragments, st.undecodable, st.udp_datagrams),
+            (1, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn truncated_capture_keeps_what_came_before() {
+        let f = ethernet(&udp_ipv4());
+        let file = pcap(
+            false,
+            false,
+            1,
+            &[(1, 0, &f, f.len() as u32), (2, 0, &f, f.len() as u32)],
+        );
+        for cut in [
+            file.len() - 1,
+            file.len() - f.len(),
+            file.len() - f.len() - 5,
+        ] {
+            let (got, st) = read(&file[..cut]);
+            assert_eq!(got.len(), 1, "cut at {cut}");
+            assert!(st.truncated, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn not_a_capture() {
+        assert!(matches!(
+            read_datagrams(&b"this is not a capture file at all, just text"[..], |_| {}),
+            Err(CaptureError::NotACapture)
+        ));
+        assert!(matches!(
+            read_datagrams(&b""[..], |_| {}),
+            Err(CaptureError::NotACapture)
+        ));
+    }
+}
