@@ -23,6 +23,11 @@ for t in $(cargo +nightly fuzz list); do
   mkdir -p corpus/$t
   # New inputs go to a scratch dir so the committed corpus only grows on purpose.
   scratch=$(mktemp -d)
-  cargo +nightly fuzz run "$t" "$scratch" corpus/$t -- -max_total_time=$secs -max_len=4096 2>&1 | tail -n 3
-  rm -rf "$scratch"
+  if ! cargo +nightly fuzz run "$t" "$scratch" corpus/$t -- -max_total_time=$secs -max_len=4096 >"$scratch.log" 2>&1; then
+    grep -E "panicked at|SUMMARY|Test unit written|^thread" "$scratch.log" | head -n 20 >&2
+    echo "fuzz: $t FAILED; the input is in fuzz/artifacts/$t/ (add it to fuzz/corpus/$t/ with the fix)" >&2
+    exit 1
+  fi
+  tail -n 1 "$scratch.log" >&2
+  rm -rf "$scratch" "$scratch.log"
 done

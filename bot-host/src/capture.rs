@@ -380,7 +380,9 @@ mod tests {
         v
     }
 
-    fn read(bytes: &[u8]) -> (Vec<(Micros, SocketAddr, SocketAddr, Vec<u8>)>, CaptureStats) {
+    type Got = Vec<(Micros, SocketAddr, SocketAddr, Vec<u8>)>;
+
+    fn read(bytes: &[u8]) -> (Got, CaptureStats) {
         let mut got = Vec::new();
         let stats = read_datagrams(bytes, |d| {
             got.push((d.ts, d.src, d.dst, d.payload.to_vec()))

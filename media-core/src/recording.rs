@@ -262,12 +262,13 @@ impl ParticipantTrack {
                     self.sink
                         .release(&self.config, &mut source.ts, r.arrival, r.item);
                 }
-                let held = source.reorder.insert(seq, now);
-                held.ts = packet.timestamp;
-                held.audio = audio;
-                held.payload.clear();
-                if audio {
-                    held.payload.extend_from_slice(packet.payload());
+                if let Some(held) = source.reorder.insert(seq, now) {
+                    held.ts = packet.timestamp;
+                    held.audio = audio;
+                    held.payload.clear();
+                    if audio {
+                        held.payload.extend_from_slice(packet.payload());
+                    }
                 }
             }
             Admission::Duplicate | Admission::Late => {}

@@ -188,7 +188,9 @@ impl<T> ReorderBuffer<T> {
             return None;
         }
         if self.next.is_none() {
-            self.next = Some(self.lowest.min(seq.0));
+            // The start is settled by what waited; a packet far older than that is late
+            // (see `insert`).
+            self.next = Some(self.lowest);
         }
         if self.buffered == 0 {
             // Nothing waits, but the window must jump: everything up to the new packet's
@@ -203,12 +205,17 @@ impl<T> ReorderBuffer<T> {
         self.release_head()
     }
 
-    /// Stores an out-of-order packet and returns its slot's item for the caller to fill.
+    /// Stores an out-of-order packet and returns its slot's item for the caller to fill, or
+    /// `None` if making room settled the stream's start past it (it is then counted late).
     /// Call only after [`Admission::Store`] and [`ReorderBuffer::make_room`].
-    pub fn insert(&mut self, seq: ExtSeq, now: Micros) -> &mut T
+    pub fn insert(&mut self, seq: ExtSeq, now: Micros) -> Option<&mut T>
     where
         T: Default,
     {
+        if self.next.is_some_and(|next| seq.0 < next) {
+            self.stats.late += 1;
+            return None;
+        }
         if self.slots.is_empty() {
             self.slots = (0..=self.mask).map(|_| Slot::default()).collect();
         }
@@ -229,7 +236,7 @@ impl<T> ReorderBuffer<T> {
         slot.occupied = true;
         slot.seq = seq;
         slot.arrival = now;
-        &mut slot.item
+        Some(&mut slot.item)
     }
 
     /// Releases the next packet that may leave at `now`: the head of the sequence if it is
@@ -360,7 +367,9 @@ mod tests {
                     while let Some(r) = rb.make_room(ExtSeq(seq)) {
                         out.push(*r.item);
                     }
-                    *rb.insert(ExtSeq(seq), now) = seq;
+                    if let Some(item) = rb.insert(ExtSeq(seq), now) {
+                        *item = seq;
+                    }
                 }
                 Admission::Duplicate | Admission::Late => {}
             }
@@ -455,10 +464,19 @@ mod tests {
     }
 
     #[test]
+    fn packet_far_older_than_a_waiting_start_is_late() {
+        // Found by the ingest fuzzer: during the start hold, a packet more than a window
+        // older than the one waiting.
+        let (out, st) = run(cfg(), &[(0, 1000), (10, 10), (20, 1001)]);
+        assert_eq!(out, vec![1000, 1001]);
+        assert_eq!(st.late, 1);
+    }
+
+    #[test]
     fn timeout_is_reported() {
         let mut rb: ReorderBuffer<u64> = ReorderBuffer::new(cfg());
         assert_eq!(rb.admit(ExtSeq(5)), Admission::Store);
-        *rb.insert(ExtSeq(5), Micros::from_millis(10)) = 5;
+        *rb.insert(ExtSeq(5), Micros::from_millis(10)).unwrap() = 5;
         assert_eq!(rb.poll_timeout(), Some(Micros::from_millis(110)));
         assert!(rb.pop(Micros::from_millis(109)).is_none());
         assert_eq!(*rb.pop(Micros::from_millis(110)).unwrap().item, 5);
