@@ -11,41 +11,17 @@
 //!
 //! Run: `cargo bench -p benches --bench srtp -- --warm-up-time 1 --measurement-time 3`
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use media_core::srtp::{SrtpKeyMaterial, SrtpProfile, SrtpSession};
 use rtc_srtp::context::Context;
 use rtc_srtp::protection_profile::ProtectionProfile;
 
-/// Counts heap allocations, so the bench can check the "no allocation per packet" claim
-/// before measuring anything.
-struct CountingAlloc;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: defers to the system allocator; only adds a counter.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+// Counts heap allocations, so the bench can check the "no allocation per packet" claim
+// before measuring anything.
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+static GLOBAL: benches::CountingAlloc = benches::CountingAlloc;
 
 /// Packets per measured iteration.
 const BATCH: usize = 4096;
@@ -153,11 +129,11 @@ fn assert_no_allocation_per_packet() {
         session
             .unprotect_rtp(packets.next().expect("batch"))
             .expect("first packet");
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = benches::allocations();
         for pkt in packets {
             black_box(session.unprotect_rtp(pkt).expect("unprotect"));
         }
-        let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        let allocated = benches::allocations() - before;
         assert_eq!(
             allocated, 0,
             "{profile}: unprotect allocated {allocated} times"

@@ -4,36 +4,15 @@
 //! `cargo bench -p benches --bench streams [-- STREAMS]` (default 5000). Prints figures; not
 //! a criterion bench, because what it measures is a steady state, not a function.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use media_core::recording::{ParticipantTrack, TrackConfig};
 use media_core::srtp::{SrtpProfile, SrtpSession};
 use media_core::time::Micros;
 
-/// Counts live heap bytes so the per-stream footprint is measured, not estimated.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
-
+// Counts live heap bytes so the per-stream footprint is measured, not estimated.
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: benches::CountingAlloc = benches::CountingAlloc;
 
 fn main() {
     let streams: usize = std::env::args()
@@ -48,7 +27,7 @@ fn main() {
         .map(|_| SrtpSession::new(benches::bench_key(profile)))
         .collect();
     let mut buf = Vec::with_capacity(2048);
-    let baseline = LIVE.load(Ordering::Relaxed);
+    let baseline = benches::live_bytes();
     let mut tracks: Vec<ParticipantTrack> = (0..streams)
         .map(|i| {
             let mut cfg = TrackConfig::new("bench", format!("p{i}"));
@@ -56,7 +35,7 @@ fn main() {
             ParticipantTrack::new(cfg)
         })
         .collect();
-    let at_rest = LIVE.load(Ordering::Relaxed) - baseline;
+    let at_rest = benches::live_bytes() - baseline;
 
     let mut fed = 0u64;
     let mut busy = std::time::Duration::ZERO;
@@ -85,7 +64,7 @@ fn main() {
         busy += t0.elapsed();
         fed += streams as u64;
         drop(round);
-        peak = peak.max(LIVE.load(Ordering::Relaxed) - baseline);
+        peak = peak.max(benches::live_bytes() - baseline);
     }
     let rate = fed as f64 / busy.as_secs_f64();
     println!("streams: {streams} concurrent SRTP (AES_CM_128_HMAC_SHA1_80) 20 ms Opus streams, {seconds} s each");

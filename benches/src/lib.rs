@@ -3,6 +3,9 @@
 //! The packets are shaped like a real Opus voice call (20 ms, ~80-byte payloads, one RFC 8285
 //! audio-level extension) so that parsing, crypto and page building see realistic sizes.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+
 use media_core::srtp::{SrtpKeyMaterial, SrtpProfile, SrtpSession};
 
 /// Packets per hour of one 20 ms stream.
@@ -54,4 +57,46 @@ pub fn call(
         }
     }
     out
+}
+
+/// A global allocator that counts allocations and live heap bytes, so benches can check the
+/// "no allocation per packet" claims and measure memory per stream instead of estimating it.
+/// Install with `#[global_allocator] static A: benches::CountingAlloc = benches::CountingAlloc;`.
+pub struct CountingAlloc;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+/// Allocations (including reallocations) so far.
+pub fn allocations() -> usize {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// Heap bytes currently allocated.
+pub fn live_bytes() -> isize {
+    LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+// SAFETY: defers to the system allocator; only adds counters.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        LIVE_BYTES.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
 }

@@ -22,3 +22,6 @@ pub mod seq;
 pub mod srtp;
 pub mod time;
 pub mod timeline;
+
+#[cfg(test)]
+mod test_util;

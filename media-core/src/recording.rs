@@ -222,16 +222,8 @@ impl ParticipantTrack {
             self.handle_rtcp(now, datagram);
             return;
         }
-        let len = match &mut self.srtp {
-            None => datagram.len(),
-            Some(srtp) => match srtp.unprotect_rtp(datagram) {
-                Ok(len) => len,
-                Err(e) => {
-                    self.sink.stats.undecryptable += 1;
-                    self.sink.stats.last_srtp_error = Some(e);
-                    return;
-                }
-            },
+        let Some(len) = self.unprotect(datagram, false) else {
+            return;
         };
         let Ok(packet) = RtpPacket::parse(&datagram[..len]) else {
             self.sink.stats.malformed += 1;
@@ -337,17 +329,28 @@ impl ParticipantTrack {
         true
     }
 
+    /// SRTP/SRTCP unprotect in place (a no-op for plain RTP); a failure is counted and
+    /// remembered for the report.
+    fn unprotect(&mut self, datagram: &mut [u8], rtcp: bool) -> Option<usize> {
+        let Some(srtp) = &mut self.srtp else {
+            return Some(datagram.len());
+        };
+        let result = if rtcp {
+            srtp.unprotect_rtcp(datagram)
+        } else {
+            srtp.unprotect_rtp(datagram)
+        };
+        result
+            .map_err(|e| {
+                self.sink.stats.undecryptable += 1;
+                self.sink.stats.last_srtp_error = Some(e);
+            })
+            .ok()
+    }
+
     fn handle_rtcp(&mut self, now: Micros, datagram: &mut [u8]) {
-        let len = match &mut self.srtp {
-            None => datagram.len(),
-            Some(srtp) => match srtp.unprotect_rtcp(datagram) {
-                Ok(len) => len,
-                Err(e) => {
-                    self.sink.stats.undecryptable += 1;
-                    self.sink.stats.last_srtp_error = Some(e);
-                    return;
-                }
-            },
+        let Some(len) = self.unprotect(datagram, true) else {
+            return;
         };
         let Ok(compound) = CompoundPacket::parse(&datagram[..len]) else {
             self.sink.stats.malformed += 1;

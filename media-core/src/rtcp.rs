@@ -1146,20 +1146,12 @@ mod tests {
             "sdes_no_null",
             "truncated_compound",
         ];
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/rtcp");
-        let mut seen = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let data = std::fs::read(&path).unwrap();
-            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-            fuzz_parse(&data);
-            assert_eq!(
-                CompoundPacket::parse(&data).is_ok(),
-                !INVALID.contains(&stem.as_str()),
-                "{stem}"
-            );
-            seen += 1;
+        let seeds = crate::test_util::fuzz_seeds("rtcp");
+        for (stem, data) in &seeds {
+            fuzz_parse(data);
+            let valid = !INVALID.contains(&stem.as_str());
+            assert_eq!(CompoundPacket::parse(data).is_ok(), valid, "{stem}");
         }
-        assert!(seen >= 12, "only {seen} seeds");
+        assert!(seeds.len() >= 12, "only {} seeds", seeds.len());
     }
 }
