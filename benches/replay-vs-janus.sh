@@ -10,7 +10,7 @@ dir=target/long
 mkdir -p "$dir"
 bash fixtures/generate.sh --long "$dir" >/dev/null
 cargo build --release --locked -q -p bot-host
-hyperfine --warmup 1 --runs 5 --export-json "$dir/hyperfine.json" \
+hyperfine -N --warmup 1 --runs 10 --export-json "$dir/hyperfine.json" \
   -n bot-host "target/release/bot-host replay $dir/long.pcap --out $dir/ours" \
   -n janus-pp-rec "janus-pp-rec $dir/long.mjr $dir/janus.opus"
 python3 - "$dir/hyperfine.json" <<'PY'

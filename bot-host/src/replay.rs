@@ -176,6 +176,50 @@ impl Slot {
     }
 }
 
+/// Datagrams per batch handed from the capture reader to the recorder thread.
+const BATCH: usize = 1024;
+/// Batches in flight.
+const BATCHES: usize = 4;
+
+/// A batch of datagrams: metadata and payloads packed in one reused buffer.
+#[derive(Default)]
+struct Batch {
+    meta: Vec<(Flow, Micros, usize)>,
+    bytes: Vec<u8>,
+}
+
+impl Batch {
+    fn push(&mut self, d: &crate::capture::Datagram<'_>) {
+        self.bytes.extend_from_slice(d.payload);
+        self.meta.push((
+            Flow {
+                src: d.src,
+                dst: d.dst,
+            },
+            d.ts,
+            self.bytes.len(),
+        ));
+    }
+
+    fn len(&self) -> usize {
+        self.meta.len()
+    }
+
+    fn clear(&mut self) {
+        self.meta.clear();
+        self.bytes.clear();
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (Flow, Micros, &[u8])> {
+        let mut start = 0;
+        self.meta.iter().map(move |&(flow, ts, end)| {
+            let payload = &self.bytes[start..end];
+            start = end;
+            (flow, ts, payload)
+        })
+    }
+}
+
 /// The streaming state of one replay.
 struct Replayer<'a> {
     opts: &'a ReplayOptions,
@@ -361,26 +405,58 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary> {
     };
     let file = File::open(&opts.capture)
         .with_context(|| format!("cannot open capture {}", opts.capture.display()))?;
-    let mut io_error: Option<anyhow::Error> = None;
-    let capture_stats = read_datagrams(file, |d| {
-        if io_error.is_some() {
-            return;
-        }
-        if let Err(e) = r.datagram(
-            Flow {
-                src: d.src,
-                dst: d.dst,
-            },
-            d.ts,
-            d.payload,
-        ) {
-            io_error = Some(e);
-        }
-    })
-    .with_context(|| format!("cannot read capture {}", opts.capture.display()))?;
-    if let Some(e) = io_error {
-        return Err(e);
+    // Two stages on two threads, as the live bot will run: one reads and decodes the capture
+    // (pcap, link, IP, UDP), the other drives media-core and writes files. Datagrams travel
+    // in batches through bounded channels, and the batches go back to be refilled, so the
+    // hand-over costs neither a per-packet message nor an allocation.
+    let (full_tx, full_rx) = crossbeam_channel::bounded::<Batch>(BATCHES);
+    let (empty_tx, empty_rx) = crossbeam_channel::bounded::<Batch>(BATCHES);
+    for _ in 0..BATCHES {
+        let _ = empty_tx.send(Batch::default());
     }
+    let reader = std::thread::spawn(move || {
+        let mut batch = Batch::default();
+        let mut stopped = false;
+        let stats = read_datagrams(file, |d| {
+            if stopped {
+                return;
+            }
+            batch.push(d);
+            if batch.len() == BATCH {
+                if full_tx.send(std::mem::take(&mut batch)).is_err() {
+                    // The recorder hung up (it failed): stop reading.
+                    stopped = true;
+                    return;
+                }
+                batch = empty_rx.recv().unwrap_or_default();
+                batch.clear();
+            }
+        });
+        if !stopped && batch.len() > 0 {
+            let _ = full_tx.send(batch);
+        }
+        stats
+    });
+    let mut result = Ok(());
+    for batch in &full_rx {
+        for (flow, ts, payload) in batch.iter() {
+            result = r.datagram(flow, ts, payload);
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_err() {
+            break;
+        }
+        let _ = empty_tx.send(batch);
+    }
+    drop(full_rx);
+    drop(empty_tx);
+    let capture_stats = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("capture reader thread panicked"))?
+        .with_context(|| format!("cannot read capture {}", opts.capture.display()))?;
+    result?;
     let ignored_flows = r
         .flows
         .values()
