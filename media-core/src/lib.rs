@@ -22,3 +22,4 @@ pub mod seq;
 pub mod srtp;
 pub mod time;
 pub mod timeline;
+pub mod transcode;
