@@ -22,6 +22,7 @@ pub mod seq;
 pub mod srtp;
 pub mod time;
 pub mod timeline;
+pub mod transcode;
 
 #[cfg(test)]
 mod test_util;
