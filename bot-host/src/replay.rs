@@ -548,6 +548,7 @@ fn track_json(t: &TrackReport) -> serde_json::Value {
         "flow": { "src": t.flow.src.to_string(), "dst": t.flow.dst.to_string() },
         "srtp": t.srtp,
         "ssrcs": s.ssrcs,
+        "codec": s.codec,
         "channels": s.channels,
         "start_ms": t.start_ms,
         // What players show: the granule span less the pre-skip (RFC 7845 4.2).
@@ -565,6 +566,7 @@ fn track_json(t: &TrackReport) -> serde_json::Value {
             "other_payload": s.other_payload,
             "rtcp": s.rtcp,
         },
+        "encode_errors": s.encode_errors,
     })
 }
 

@@ -21,6 +21,7 @@ use crate::seq::{ExtTs, SeqUnwrapper, TsUnwrapper};
 use crate::srtp::{SrtpError, SrtpKeyMaterial, SrtpSession};
 use crate::time::{format_rfc3339, Micros};
 use crate::timeline::{Resync, Timeline, TimelineConfig};
+use crate::transcode::{AudioFormat, Transcoder};
 
 /// Pre-skip written in OpusHead. The packets are remuxed, not re-encoded, so the real value is
 /// the sender's encoder lookahead, which RTP does not carry; 312 samples (6.5 ms) is what
@@ -37,9 +38,13 @@ pub struct TrackConfig {
     pub call_id: String,
     /// SRTP keys of the incoming direction; `None` for plain RTP.
     pub srtp: Option<SrtpKeyMaterial>,
-    /// The Opus payload type; `None` takes the payload type of the first packet that parses
-    /// as Opus and counts packets of other types (telephone events, comfort noise) apart.
+    /// The audio payload type; `None` takes the first packet that is Opus (a dynamic type
+    /// carrying valid Opus) or a static format we transcode (G.711, L16), and counts packets
+    /// of other types (telephone events, comfort noise) apart.
     pub payload_type: Option<u8>,
+    /// The format of `payload_type` when it is not Opus (from signaling, e.g. an SDP
+    /// `a=rtpmap:96 L16/16000`): transcoded to Opus instead of remuxed.
+    pub format: Option<AudioFormat>,
     /// Ogg bitstream serial number.
     pub serial: u32,
     /// Reorder window bounds.
@@ -61,6 +66,7 @@ impl TrackConfig {
             call_id: call_id.into(),
             srtp: None,
             payload_type: None,
+            format: None,
             serial: 1,
             reorder: ReorderConfig::default(),
             timeline: TimelineConfig::default(),
@@ -105,6 +111,11 @@ pub struct TrackStats {
     pub last_arrival: Option<Micros>,
     /// Channel count of the stream (from the first Opus packet).
     pub channels: u8,
+    /// The codec received: `opus` (remuxed bit-exact), or `PCMU`/`PCMA`/`L16` (transcoded to
+    /// Opus); empty until the first audio packet.
+    pub codec: &'static str,
+    /// Opus frames libopus failed to encode (transcoded tracks only; each is a 20 ms gap).
+    pub encode_errors: u64,
     /// The most recent SRTP failure, for a clear report (e.g. a wrong key).
     pub last_srtp_error: Option<SrtpError>,
 }
@@ -159,6 +170,8 @@ struct Sink {
     /// Position (48 kHz samples) where the next packet would start without a gap.
     end: u64,
     no_output: Vec<u8>,
+    /// Present for a track whose audio is not Opus.
+    transcoder: Option<Box<Transcoder>>,
     stats: TrackStats,
     events: VecDeque<TrackEvent>,
 }
@@ -191,6 +204,7 @@ impl ParticipantTrack {
                 writer: None,
                 end: 0,
                 no_output: Vec::new(),
+                transcoder: None,
                 stats: TrackStats::default(),
                 events: VecDeque::new(),
             },
@@ -273,23 +287,50 @@ impl ParticipantTrack {
     /// noise) are not recorded but still go through the reorder window, since they share the
     /// sequence space and would otherwise count as lost.
     fn is_audio(&mut self, packet: &RtpPacket<'_>) -> bool {
-        match self.config.payload_type {
-            Some(pt) => pt == packet.payload_type,
-            None => {
-                // Opus only ever has a dynamic payload type (RFC 7587); a static one is
-                // G.711, G.722, comfort noise... Lock onto the first dynamic type that carries
-                // valid Opus and is not DTMF (RFC 4733 events are dynamic too, and their
-                // 4-byte payloads happen to parse as Opus).
-                let payload = packet.payload();
-                let opus = packet.payload_type >= 96
-                    && !looks_like_dtmf(payload)
-                    && opus::packet_samples_48k(payload).is_ok();
-                if opus {
-                    self.config.payload_type = Some(packet.payload_type);
-                }
-                opus
+        if let Some(pt) = self.config.payload_type {
+            if pt != packet.payload_type {
+                return false;
+            }
+            if self.sink.stats.codec.is_empty() {
+                // Configured by signaling: set the codec up on its first packet.
+                let format = self.config.format;
+                return self.lock(pt, format);
+            }
+            return true;
+        }
+        // Opus only ever has a dynamic payload type (RFC 7587); static ones are G.711, L16,
+        // G.722, comfort noise... Lock onto the first packet that is Opus (dynamic, valid
+        // Opus, not DTMF: RFC 4733 events are dynamic too and their 4-byte payloads happen to
+        // parse as Opus) or a static format we transcode.
+        let pt = packet.payload_type;
+        let payload = packet.payload();
+        if pt >= 96 {
+            let opus = !looks_like_dtmf(payload) && opus::packet_samples_48k(payload).is_ok();
+            opus && self.lock(pt, None)
+        } else {
+            match AudioFormat::from_static_payload_type(pt) {
+                Some(format) if !payload.is_empty() => self.lock(pt, Some(format)),
+                _ => false,
             }
         }
+    }
+
+    /// Fixes the track's payload type and codec: Opus is remuxed, anything else gets a
+    /// transcoder and its own RTP clock rate.
+    fn lock(&mut self, pt: u8, format: Option<AudioFormat>) -> bool {
+        match format {
+            None => self.sink.stats.codec = "opus",
+            Some(format) => match Transcoder::new(format) {
+                Ok(t) => {
+                    self.sink.transcoder = Some(Box::new(t));
+                    self.sink.timeline.set_clock_rate(format.clock_rate());
+                    self.sink.stats.codec = format.name();
+                }
+                Err(_) => return false,
+            },
+        }
+        self.config.payload_type = Some(pt);
+        true
     }
 
     /// Switches to `ssrc` if it is new; returns false for a straggler of a replaced SSRC.
@@ -440,9 +481,7 @@ impl ParticipantTrack {
                     .release(&self.config, &mut source.ts, r.arrival, r.item);
             }
         }
-        if let Some(w) = self.sink.writer.as_mut() {
-            w.finish();
-        }
+        self.sink.finish();
         self.finished = true;
     }
 
@@ -513,13 +552,32 @@ impl Sink {
     }
 
     fn emit(&mut self, config: &TrackConfig, ts: ExtTs, arrival: Micros, payload: &[u8]) {
-        let stats = &mut self.stats;
-        let events = &mut self.events;
-        let Ok(samples) = opus::packet_samples_48k(payload) else {
-            stats.malformed += 1;
-            return;
+        let Sink {
+            timeline,
+            writer,
+            end,
+            transcoder,
+            stats,
+            events,
+            ..
+        } = self;
+        // Opus is checked before it goes into the file; other formats cannot be malformed
+        // beyond being empty.
+        let opus_samples = match transcoder {
+            None => match opus::packet_samples_48k(payload) {
+                Ok(n) => n,
+                Err(_) => {
+                    stats.malformed += 1;
+                    return;
+                }
+            },
+            Some(_) if payload.is_empty() => {
+                stats.malformed += 1;
+                return;
+            }
+            Some(_) => 0,
         };
-        let (pos, resync) = self.timeline.place(ts, arrival);
+        let (pos, resync) = timeline.place(ts, arrival);
         if let Some(reason) = resync {
             if reason != Resync::NewSource {
                 if events.len() >= MAX_EVENTS {
@@ -531,47 +589,106 @@ impl Sink {
                 });
             }
         }
-        let writer = match &mut self.writer {
+        let writer = match writer {
             Some(w) => w,
             None => {
-                let channels = opus::packet_channels(payload).unwrap_or(1);
+                let (channels, pre_skip, rate) = match transcoder {
+                    Some(t) => (t.channels(), t.pre_skip(), t.format().clock_rate()),
+                    None => (
+                        opus::packet_channels(payload).unwrap_or(1),
+                        PRE_SKIP,
+                        48_000,
+                    ),
+                };
                 stats.channels = channels;
                 stats.first_arrival = Some(arrival);
-                let start = if config.unix_time {
-                    format_rfc3339(arrival.0)
-                } else {
-                    String::new()
-                };
-                let mut comments = vec![
-                    ("CALL_ID", config.call_id.as_str()),
-                    ("PARTICIPANT", config.participant.as_str()),
-                ];
-                if config.unix_time {
-                    comments.push(("START_TIME", start.as_str()));
-                }
-                self.writer.insert(OggOpusWriter::new(
-                    config.serial,
-                    OpusHead {
-                        channels,
-                        pre_skip: PRE_SKIP,
-                        input_sample_rate: 48_000,
-                        output_gain: 0,
-                    },
-                    &comments,
-                ))
+                writer.insert(new_writer(config, arrival, channels, pre_skip, rate))
             }
         };
-        if pos > self.end {
-            let channels = stats.channels;
-            let covered =
-                opus::silence_fill(pos - self.end, channels, |p, n| writer.write_packet(p, n));
-            self.end += covered;
-            stats.filled_samples += covered;
+        let channels = stats.channels;
+        match transcoder {
+            None => {
+                if pos > *end {
+                    let covered =
+                        opus::silence_fill(pos - *end, channels, |p, n| writer.write_packet(p, n));
+                    *end += covered;
+                    stats.filled_samples += covered;
+                }
+                writer.write_packet(payload, opus_samples);
+                *end += opus_samples as u64;
+            }
+            Some(t) => {
+                // The transcoder holds up to 20 ms not yet encoded; a gap is anything beyond
+                // that (plus rounding), and what it holds is closed with silence first.
+                let expected = *end + t.pending_samples_48k() as u64;
+                if pos > expected + opus::SILENCE_GRANULE_48K {
+                    let padded = t.flush(|p, n| {
+                        writer.write_packet(p, n);
+                        *end += n as u64;
+                    });
+                    stats.filled_samples += padded as u64;
+                    if pos > *end {
+                        let covered = opus::silence_fill(pos - *end, channels, |p, n| {
+                            writer.write_packet(p, n)
+                        });
+                        *end += covered;
+                        stats.filled_samples += covered;
+                    }
+                }
+                t.push(payload, |p, n| {
+                    writer.write_packet(p, n);
+                    *end += n as u64;
+                });
+                stats.encode_errors = t.encode_errors();
+            }
         }
-        writer.write_packet(payload, samples);
-        self.end += samples as u64;
         stats.written += 1;
     }
+
+    /// Ends the stream: what the transcoder still holds is encoded, then EOS.
+    fn finish(&mut self) {
+        let Some(writer) = self.writer.as_mut() else {
+            return;
+        };
+        if let Some(t) = self.transcoder.as_mut() {
+            let end = &mut self.end;
+            let padded = t.flush(|p, n| {
+                writer.write_packet(p, n);
+                *end += n as u64;
+            });
+            self.stats.filled_samples += padded as u64;
+            self.stats.encode_errors = t.encode_errors();
+        }
+        writer.finish();
+    }
+}
+
+/// The Ogg Opus writer of a track, with its tags.
+fn new_writer(
+    config: &TrackConfig,
+    arrival: Micros,
+    channels: u8,
+    pre_skip: u16,
+    input_sample_rate: u32,
+) -> OggOpusWriter {
+    let start = format_rfc3339(arrival.0);
+    let mut comments = vec![
+        ("CALL_ID", config.call_id.as_str()),
+        ("PARTICIPANT", config.participant.as_str()),
+    ];
+    if config.unix_time {
+        comments.push(("START_TIME", start.as_str()));
+    }
+    OggOpusWriter::new(
+        config.serial,
+        OpusHead {
+            channels,
+            pre_skip,
+            input_sample_rate,
+            output_gain: 0,
+        },
+        &comments,
+    )
 }
 
 /// A call's tracks, addressed by index.
@@ -704,6 +821,14 @@ mod tests {
             pos += crate::opus::packet_samples_48k(&p.data).unwrap() as u64;
         }
         out
+    }
+
+    /// Every audio packet of an Ogg Opus byte stream.
+    fn raw_packets(bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut r = ::ogg::PacketReader::new(std::io::Cursor::new(bytes.to_vec()));
+        r.read_packet_expected().unwrap();
+        r.read_packet_expected().unwrap();
+        std::iter::from_fn(|| r.read_packet().unwrap().map(|p| p.data)).collect()
     }
 
     struct Sim {
@@ -896,15 +1021,15 @@ mod tests {
     #[test]
     fn payload_type_lock_skips_static_types_and_dtmf() {
         let mut sim = Sim::new(None);
-        // A DTMF event (PT 101) and a PCMU packet (PT 0) before the Opus stream starts.
+        // A DTMF event (PT 101) and comfort noise (PT 13) before the Opus stream starts.
         let mut dtmf = rtp(1, 0, 0, 0);
         dtmf.truncate(12);
         dtmf[1] = 101;
         dtmf.extend_from_slice(&[5, 0x0a, 0x00, 0xa0]);
         sim.send(0, dtmf);
-        let mut pcmu = rtp(1, 1, 0, 0);
-        pcmu[1] = 0;
-        sim.send(1, pcmu);
+        let mut cn = rtp(1, 1, 0, 0);
+        cn[1] = 13;
+        sim.send(1, cn);
         for i in 2..52u32 {
             sim.send(i as u64 * 20, rtp(1, i as u16, i * 960, i));
         }
@@ -930,6 +1055,51 @@ mod tests {
             a.iter().all(|&(at, tag)| at == (tag as u64 - 2) * 20),
             "{a:?}"
         );
+    }
+
+    #[test]
+    fn pcmu_is_transcoded_onto_the_time_line() {
+        let mut sim = Sim::new(None);
+        for i in 0..100u32 {
+            if (40..60).contains(&i) {
+                continue; // 400 ms lost
+            }
+            let mut p = rtp(3, i as u16, i * 160, 0);
+            p.truncate(12);
+            p[1] = 0; // PCMU
+                      // A 400 Hz square wave: 10 samples high, 10 low (G.711 mu-law codes).
+            p.extend((0..160).map(|k| if (k / 10) % 2 == 0 { 0x20 } else { 0xA0 }));
+            sim.send(i as u64 * 20, p);
+        }
+        sim.track.finish();
+        sim.drain();
+        let st = sim.track.stats();
+        let packets = raw_packets(&sim.file);
+        assert_eq!(st.codec, "PCMU");
+        assert_eq!((st.written, st.lost, st.encode_errors), (80, 20, 0));
+        assert_eq!(st.samples, 100 * 960);
+        assert_eq!(st.filled_samples, 20 * 960);
+        // Every packet is 20 ms of Opus; libopus decodes all of them.
+        let mut dec =
+            audiopus::coder::Decoder::new(audiopus::SampleRate::Hz48000, audiopus::Channels::Mono)
+                .unwrap();
+        let mut buf = vec![0i16; 5760];
+        let mut pcm = Vec::new();
+        for data in &packets {
+            let n = dec.decode(Some(&data[..]), &mut buf[..], false).unwrap();
+            pcm.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(pcm.len(), 100 * 960);
+        // Mean power of 20 ms windows on the call's time line (decoder delay is < 10 ms).
+        let power = |ms: usize| {
+            let w = &pcm[ms * 48..(ms + 20) * 48];
+            w.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / w.len() as f64
+        };
+        // Loud where there was signal, silent in the gap (allowing the codec's fade-out).
+        assert!(power(400) > 1e5 && power(1800) > 1e5, "{}", power(400));
+        for ms in (860..1180).step_by(20) {
+            assert!(power(ms) < 1e3, "{ms} ms: {}", power(ms));
+        }
     }
 
     #[test]

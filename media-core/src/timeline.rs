@@ -85,6 +85,11 @@ impl Timeline {
         }
     }
 
+    /// Sets the RTP clock rate once the stream's format is known (before its first packet).
+    pub fn set_clock_rate(&mut self, clock_rate: u32) {
+        self.clock_rate = clock_rate.max(1);
+    }
+
     /// Announces that the next packet comes from a new RTP source (another SSRC) whose
     /// timestamps have an unrelated base: it is placed by its arrival time.
     pub fn new_source(&mut self) {

@@ -75,6 +75,15 @@ impl AudioFormat {
         }
     }
 
+    /// The codec's name as in SDP (`PCMU`, `PCMA`, `L16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AudioFormat::Pcmu => "PCMU",
+            AudioFormat::Pcma => "PCMA",
+            AudioFormat::L16 { .. } => "L16",
+        }
+    }
+
     /// RTP clock rate (8000 for G.711).
     pub fn clock_rate(self) -> u32 {
         match self {
@@ -222,6 +231,15 @@ impl Linear {
         }
         self.pos -= to;
         self.prev = x;
+    }
+}
+
+impl std::fmt::Debug for Transcoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transcoder")
+            .field("format", &self.format())
+            .field("pending_samples_48k", &self.pending_samples_48k())
+            .finish_non_exhaustive()
     }
 }
 
