@@ -138,9 +138,10 @@ pub enum TranscodeError {
 /// Room for one Opus packet: a 20 ms frame is at most 1275 bytes (RFC 6716 3.2.1).
 const MAX_PACKET: usize = 1275;
 
-/// Encoder complexity: moderate. 10 costs ~2x the CPU for a difference nobody hears on
-/// telephone-band speech, and a bot holds thousands of streams.
-const COMPLEXITY: u8 = 5;
+/// Default encoder complexity: moderate. 10 costs ~2x the CPU of 5 on G.711 input for a
+/// difference nobody hears on telephone-band speech, and a bot holds thousands of streams
+/// (measured: docs/transcoding.md).
+pub const DEFAULT_COMPLEXITY: u8 = 5;
 
 /// Decodes one format and re-encodes it as 20 ms Opus frames (libopus, VoIP application,
 /// 24 kbit/s for 8 kHz input, 32 kbit/s for wider mono, 48 kbit/s stereo; VBR, complexity 5).
@@ -244,9 +245,15 @@ impl std::fmt::Debug for Transcoder {
 }
 
 impl Transcoder {
-    /// An encoder for `format`; fails for more than 2 channels or a rate of 0 or above
-    /// [`MAX_L16_RATE`].
+    /// An encoder for `format` at [`DEFAULT_COMPLEXITY`]; fails for more than 2 channels or
+    /// a rate of 0 or above [`MAX_L16_RATE`].
     pub fn new(format: AudioFormat) -> Result<Self, TranscodeError> {
+        Self::with_complexity(format, DEFAULT_COMPLEXITY)
+    }
+
+    /// As [`Transcoder::new`] with libopus complexity `complexity` (0..=10; CPU per packet
+    /// roughly halves from 5 to 1, see docs/transcoding.md).
+    pub fn with_complexity(format: AudioFormat, complexity: u8) -> Result<Self, TranscodeError> {
         let channels = format.channels();
         let opus_channels = match channels {
             1 => Channels::Mono,
@@ -272,7 +279,7 @@ impl Transcoder {
             _ => 32_000,
         };
         encoder.set_bitrate(Bitrate::BitsPerSecond(bitrate))?;
-        encoder.set_complexity(COMPLEXITY)?;
+        encoder.set_complexity(complexity)?;
         // OPUS_GET_LOOKAHEAD is in samples at the encoder's rate; OpusHead wants 48 kHz.
         let lookahead = encoder.lookahead()? * (RATE_48K / opus_rate);
         let pre_skip = u16::try_from(lookahead).unwrap_or(u16::MAX);
@@ -897,6 +904,27 @@ mod tests {
                 .collect();
             let per = rate as usize / 50 * ch;
             let payloads: Vec<Vec<u8>> = pcm.chunks(per).map(|c| payload(format, c)).collect();
+            // Our part alone: G.711 tables / L16 parsing and resampling into a sink.
+            let start = std::time::Instant::now();
+            let mut sink = 0i64;
+            let mut r = (format.opus_input_rate() != rate).then(|| Linear::new(rate));
+            for p in &payloads {
+                let mut put = |x: [i16; 2]| match r.as_mut() {
+                    None => sink += i64::from(x[0]) + i64::from(x[1]),
+                    Some(r) => r.push(x, |y| sink += i64::from(y[0]) + i64::from(y[1])),
+                };
+                match format {
+                    AudioFormat::Pcmu => p.iter().for_each(|&b| put([ULAW[usize::from(b)], 0])),
+                    _ => p.chunks_exact(2 * ch).for_each(|s| {
+                        put([
+                            i16::from_be_bytes([s[0], s[1]]),
+                            i16::from_be_bytes([s[ch * 2 - 2], s[ch * 2 - 1]]),
+                        ])
+                    }),
+                }
+            }
+            let ours = start.elapsed().as_secs_f64() / payloads.len() as f64;
+            std::hint::black_box(sink);
             let mut t = Transcoder::new(format).unwrap();
             let mut bytes = 0usize;
             let start = std::time::Instant::now();
@@ -906,10 +934,11 @@ mod tests {
             let el = start.elapsed();
             let per_packet = el.as_secs_f64() / payloads.len() as f64;
             eprintln!(
-                "{name}: {} packets in {:.1} ms: {:.1} µs/packet, {:.0} streams/core real-time, {:.1} kbit/s out",
+                "{name}: {} packets in {:.1} ms: {:.1} µs/packet ({:.2} µs decode+resample), {:.0} streams/core real-time, {:.1} kbit/s out",
                 payloads.len(),
                 el.as_secs_f64() * 1e3,
                 per_packet * 1e6,
+                ours * 1e6,
                 0.02 / per_packet,
                 bytes as f64 * 8.0 / secs as f64 / 1000.0
             );
