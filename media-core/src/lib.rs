@@ -18,6 +18,7 @@ pub mod reorder;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdes;
+pub mod segments;
 pub mod seq;
 pub mod srtp;
 pub mod time;
