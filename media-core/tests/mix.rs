@@ -1,0 +1,467 @@
+//! The mixed download checked end to end: tracks recorded from the committed `clean.pcap`
+//! fixture through `ParticipantTrack` (as `bot-host replay` does), mixed, then read back with
+//! the `ogg` crate and libopus and checked by `opusinfo`/`ogginfo`, against the fixture's
+//! truth (turns on the call's time line) and its source WAVs.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use audiopus::coder::{Decoder, Encoder};
+use audiopus::{Application, Bitrate, Channels, SampleRate};
+use media_core::mix::{mix, MixConfig, MixInput, MixStats};
+use media_core::ogg::{OggOpusWriter, OpusHead};
+use media_core::recording::{ParticipantTrack, TrackConfig};
+use media_core::time::Micros;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/calls")
+        .join(name)
+}
+
+/// One recorded participant: its Ogg Opus bytes and start on the call's time line.
+struct Recorded {
+    ogg: Vec<u8>,
+    start_ms: f64,
+}
+
+/// A UDP flow: source address, source port, destination port.
+type Flow = (Vec<u8>, u16, u16);
+
+/// Records every UDP flow of a pcap as a participant track, in memory, the way `bot-host
+/// replay` does (a flow = a participant, `now` = capture time, start = first packet written
+/// relative to the call's first).
+fn record(pcap: &str) -> Vec<Recorded> {
+    use etherparse::{SlicedPacket, TransportSlice};
+    let data = std::fs::read(fixture(pcap)).unwrap();
+    let capture = pcap_parser::PcapCapture::from_file(&data).unwrap();
+    let mut tracks: BTreeMap<Flow, (ParticipantTrack, Vec<u8>)> = BTreeMap::new();
+    let mut buf = Vec::new();
+    for block in &capture.blocks {
+        let now = Micros(u64::from(block.ts_sec) * 1_000_000 + u64::from(block.ts_usec));
+        let sliced = SlicedPacket::from_ethernet(block.data).unwrap();
+        let Some(TransportSlice::Udp(udp)) = &sliced.transport else {
+            continue;
+        };
+        let src = match &sliced.net {
+            Some(etherparse::NetSlice::Ipv4(ip)) => ip.header().source().to_vec(),
+            _ => continue,
+        };
+        let key = (src, udp.source_port(), udp.destination_port());
+        let n = tracks.len();
+        let (track, out) = tracks.entry(key).or_insert_with(|| {
+            let mut c = TrackConfig::new("clean", format!("participant-{}", n + 1));
+            c.serial = n as u32 + 1;
+            (ParticipantTrack::new(c), Vec::new())
+        });
+        if track.poll_timeout().is_some_and(|t| t <= now) {
+            track.handle_timeout(now);
+        }
+        buf.clear();
+        buf.extend_from_slice(udp.payload());
+        track.handle_datagram(now, &mut buf);
+        out.append(track.output());
+    }
+    let mut recorded: Vec<(Vec<u8>, Micros)> = Vec::new();
+    for (_, (mut track, mut out)) in tracks {
+        track.finish();
+        out.append(track.output());
+        let first = track.stats().first_arrival.expect("audio");
+        recorded.push((out, first));
+    }
+    let call_start = recorded.iter().map(|r| r.1).min().unwrap();
+    recorded
+        .into_iter()
+        .map(|(ogg, first)| Recorded {
+            ogg,
+            start_ms: first.saturating_since(call_start).0 as f64 / 1000.0,
+        })
+        .collect()
+}
+
+/// Audio packets of an Ogg Opus stream, its channel count and pre-skip, and its last granule.
+fn packets(ogg: &[u8]) -> (Vec<Vec<u8>>, u8, u64, u64) {
+    let mut r = ogg::PacketReader::new(Cursor::new(ogg));
+    let head = r.read_packet().unwrap().unwrap().data;
+    assert_eq!(&head[..8], b"OpusHead");
+    let _tags = r.read_packet().unwrap().unwrap();
+    let mut out = Vec::new();
+    let mut granule = 0;
+    while let Some(p) = r.read_packet().unwrap() {
+        granule = p.absgp_page();
+        out.push(p.data);
+    }
+    (
+        out,
+        head[9],
+        u64::from(u16::from_le_bytes([head[10], head[11]])),
+        granule,
+    )
+}
+
+/// Decodes an Ogg Opus stream with libopus at 48 kHz: interleaved samples, pre-skip dropped
+/// and end-trimmed to the last granule, as a player does.
+fn decode(ogg: &[u8]) -> (Vec<i16>, usize) {
+    let (pkts, channels, pre_skip, granule) = packets(ogg);
+    let ch = usize::from(channels);
+    let mut dec = Decoder::new(
+        SampleRate::Hz48000,
+        if ch == 2 {
+            Channels::Stereo
+        } else {
+            Channels::Mono
+        },
+    )
+    .unwrap();
+    let mut buf = vec![0i16; 5760 * ch];
+    let mut pcm = Vec::new();
+    for p in &pkts {
+        let n = dec.decode(Some(&p[..]), &mut buf[..], false).unwrap();
+        pcm.extend_from_slice(&buf[..n * ch]);
+    }
+    let frames = (granule - pre_skip) as usize;
+    let pcm = pcm[pre_skip as usize * ch..].to_vec();
+    assert!(pcm.len() >= frames * ch, "granule beyond the decoded audio");
+    (pcm[..frames * ch].to_vec(), ch)
+}
+
+/// Mono 16-bit samples of a WAV (the fixtures' sources: 48 kHz, on the call's time line).
+fn wav(name: &str) -> Vec<i16> {
+    let data = std::fs::read(fixture(name)).unwrap();
+    let at = data.windows(4).position(|w| w == b"data").unwrap() + 8;
+    data[at..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// RMS per 20 ms frame (960 samples of one channel of interleaved `x`).
+fn envelope(x: &[i16], channels: usize, channel: usize) -> Vec<f64> {
+    x.chunks(960 * channels)
+        .map(|c| {
+            let s: f64 = c
+                .iter()
+                .skip(channel)
+                .step_by(channels)
+                .map(|&v| f64::from(v).powi(2))
+                .sum();
+            (s / (c.len() / channels).max(1) as f64).sqrt()
+        })
+        .collect()
+}
+
+fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len()) as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        ab += (x - ma) * (y - mb);
+        aa += (x - ma).powi(2);
+        bb += (y - mb).powi(2);
+    }
+    ab / (aa * bb).sqrt()
+}
+
+fn truth() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(fixture("clean.truth.json")).unwrap()).unwrap()
+}
+
+/// Turns of flow `i` in ms.
+fn turns(t: &serde_json::Value, i: usize) -> Vec<(f64, f64)> {
+    t["flows"][i]["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
+        .collect()
+}
+
+/// Parts of `a` not overlapping any of `b`, shrunk by `margin` ms at both ends.
+fn exclusive(a: &[(f64, f64)], b: &[(f64, f64)], margin: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    for &(s, e) in a {
+        let mut parts = vec![(s, e)];
+        for &(bs, be) in b {
+            parts = parts
+                .into_iter()
+                .flat_map(|(s, e)| {
+                    if be <= s || bs >= e {
+                        vec![(s, e)]
+                    } else {
+                        let mut v = Vec::new();
+                        if bs > s {
+                            v.push((s, bs));
+                        }
+                        if be < e {
+                            v.push((be, e));
+                        }
+                        v
+                    }
+                })
+                .collect();
+        }
+        out.extend(
+            parts
+                .into_iter()
+                .map(|(s, e)| (s + margin, e - margin))
+                .filter(|(s, e)| e - s >= 200.0),
+        );
+    }
+    out
+}
+
+/// Frame indices (20 ms) of a span in ms.
+fn frames(span: (f64, f64)) -> std::ops::Range<usize> {
+    (span.0 / 20.0).ceil() as usize..(span.1 / 20.0).floor() as usize
+}
+
+/// Runs `opusinfo` and `ogginfo` on the stream; fails on any warning or error line.
+fn check_with_tools(ogg: &[u8], name: &str) {
+    let path =
+        std::env::temp_dir().join(format!("media-core-mix-{}-{name}.ogg", std::process::id()));
+    std::fs::write(&path, ogg).unwrap();
+    for tool in ["opusinfo", "ogginfo"] {
+        match Command::new(tool).arg(&path).output() {
+            Ok(o) => {
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                let bad: Vec<&str> = text
+                    .lines()
+                    .filter(|l| {
+                        let l = l.to_lowercase();
+                        l.contains("warning") || l.contains("error")
+                    })
+                    .collect();
+                assert!(o.status.success() && bad.is_empty(), "{tool}:\n{text}");
+            }
+            Err(_) => eprintln!("note: {tool} not installed (opus-tools / vorbis-tools); skipped"),
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+fn run_mix(tracks: &[Recorded], targeted: &[bool], config: &MixConfig) -> (Vec<u8>, MixStats) {
+    let inputs = tracks
+        .iter()
+        .zip(targeted)
+        .map(|(t, &targeted)| MixInput {
+            reader: Cursor::new(&t.ogg[..]),
+            start_ms: t.start_ms,
+            targeted,
+        })
+        .collect();
+    let mut out = Vec::new();
+    let stats = mix(inputs, "clean", config, &mut out).unwrap();
+    (out, stats)
+}
+
+#[test]
+fn recorded_tracks_are_placed_on_the_call_time_line() {
+    let tracks = record("clean.pcap");
+    assert_eq!(tracks.len(), 2);
+    let t = truth();
+    for (i, tr) in tracks.iter().enumerate() {
+        let want = t["flows"][i]["start_ms"].as_f64().unwrap();
+        // Start = first arrival, which carries the capture's network jitter: within a frame.
+        assert!(
+            (tr.start_ms - want).abs() <= 20.0,
+            "{} vs {want}",
+            tr.start_ms
+        );
+    }
+}
+
+#[test]
+fn mono_mix_of_the_clean_call() {
+    let tracks = record("clean.pcap");
+    for rate in [48_000, 16_000] {
+        let config = MixConfig {
+            sample_rate: rate,
+            ..MixConfig::default()
+        };
+        let (ogg, stats) = run_mix(&tracks, &[true, false], &config);
+        check_with_tools(&ogg, &format!("mono{rate}"));
+        let t = truth();
+        let call_ms = t["call_duration_ms"].as_f64().unwrap();
+        assert!(!stats.remuxed && stats.tracks == 2);
+        assert!((stats.duration_ms - call_ms).abs() <= 20.0, "{stats:?}");
+        assert_eq!(stats.clipped_samples, 0);
+
+        let (pcm, ch) = decode(&ogg);
+        assert_eq!(ch, 1);
+        let decoded_ms = pcm.len() as f64 / 48.0;
+        assert!((decoded_ms - call_ms).abs() <= 20.0, "{decoded_ms} ms");
+
+        let mix_env = envelope(&pcm, 1, 0);
+        let srcs = [
+            envelope(&wav("speech.A.wav"), 1, 0),
+            envelope(&wav("speech.B.wav"), 1, 0),
+        ];
+        let (a, b) = (turns(&t, 0), turns(&t, 1));
+        for (who, own, other) in [(0, &a, &b), (1, &b, &a)] {
+            for span in exclusive(own, other, 40.0) {
+                let r = frames(span);
+                let c = correlation(&mix_env[r.clone()], &srcs[who][r.clone()]);
+                eprintln!("rate {rate} speaker {who} turn {span:?}: envelope correlation {c:.3}");
+                assert!(c > 0.8, "speaker {who} turn {span:?}: correlation {c}");
+            }
+        }
+        // Silence of both (with 150 ms of margin for the codec's and speech's tails): quiet.
+        let mut all: Vec<(f64, f64)> = a.iter().chain(&b).copied().collect();
+        all.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let speech_rms = {
+            let e: Vec<f64> = all
+                .iter()
+                .flat_map(|&s| mix_env[frames(s)].to_vec())
+                .collect();
+            (e.iter().map(|x| x * x).sum::<f64>() / e.len() as f64).sqrt()
+        };
+        let mut gaps = vec![(0.0, all[0].0)];
+        let mut end = all[0].1;
+        for &(s, e) in &all[1..] {
+            if s > end {
+                gaps.push((end, s));
+            }
+            end = end.max(e);
+        }
+        gaps.push((end, call_ms));
+        for (s, e) in gaps {
+            let span = (s + 150.0, e - 150.0);
+            if span.1 - span.0 < 100.0 {
+                continue;
+            }
+            let loudest = mix_env[frames(span)].iter().copied().fold(0.0, f64::max);
+            eprintln!(
+                "rate {rate} silence {span:?}: loudest {loudest:.1} vs speech {speech_rms:.1}"
+            );
+            assert!(
+                loudest < speech_rms * 0.05,
+                "silence {span:?}: {loudest} vs {speech_rms}"
+            );
+        }
+    }
+}
+
+#[test]
+fn stereo_split_puts_the_targeted_user_left() {
+    let tracks = record("clean.pcap");
+    let (ogg, stats) = run_mix(&tracks, &[true, false], &MixConfig::stereo_split());
+    check_with_tools(&ogg, "stereo");
+    assert_eq!(stats.clipped_samples, 0);
+    let (pcm, ch) = decode(&ogg);
+    assert_eq!(ch, 2);
+    let (left, right) = (envelope(&pcm, 2, 0), envelope(&pcm, 2, 1));
+    let t = truth();
+    let (a, b) = (turns(&t, 0), turns(&t, 1));
+    let energy = |e: &[f64], spans: &[(f64, f64)]| -> f64 {
+        spans
+            .iter()
+            .flat_map(|&s| e[frames(s)].iter().map(|x| x * x))
+            .sum()
+    };
+    let a_only = exclusive(&a, &b, 40.0);
+    let b_only = exclusive(&b, &a, 40.0);
+    let db = |x: f64, y: f64| 10.0 * (x / y.max(1e-9)).log10();
+    let a_lr = db(energy(&left, &a_only), energy(&right, &a_only));
+    let b_rl = db(energy(&right, &b_only), energy(&left, &b_only));
+    eprintln!("A's turns: left {a_lr:.1} dB over right; B's turns: right {b_rl:.1} dB over left");
+    assert!(a_lr > 20.0 && b_rl > 20.0, "{a_lr} {b_rl}");
+}
+
+/// Encodes mono 48 kHz samples as 20 ms Opus packets into an Ogg Opus stream.
+fn encode_track(pcm: &[i16], serial: u32) -> Vec<u8> {
+    let mut enc = Encoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip).unwrap();
+    enc.set_bitrate(Bitrate::BitsPerSecond(64_000)).unwrap();
+    let pre_skip = enc.lookahead().unwrap() as u16;
+    let mut w = OggOpusWriter::new(
+        serial,
+        OpusHead {
+            channels: 1,
+            pre_skip,
+            input_sample_rate: 48_000,
+            output_gain: 0,
+        },
+        &[],
+    );
+    let mut packet = vec![0u8; 4000];
+    let mut out = Vec::new();
+    let mut frame = vec![0i16; 960];
+    for chunk in pcm.chunks(960) {
+        frame.fill(0);
+        frame[..chunk.len()].copy_from_slice(chunk);
+        let n = enc.encode(&frame, &mut packet).unwrap();
+        w.write_packet(&packet[..n], 960);
+        out.append(w.output());
+    }
+    w.finish();
+    out.append(w.output());
+    out
+}
+
+#[test]
+fn limiter_keeps_two_full_scale_sines_from_clipping() {
+    let sine = |f: f64| -> Vec<i16> {
+        (0..48_000 * 3)
+            .map(|i| {
+                (32767.0 * (2.0 * std::f64::consts::PI * f * i as f64 / 48_000.0).sin()) as i16
+            })
+            .collect()
+    };
+    let tracks = [
+        Recorded {
+            ogg: encode_track(&sine(440.0), 1),
+            start_ms: 0.0,
+        },
+        Recorded {
+            ogg: encode_track(&sine(660.0), 2),
+            start_ms: 500.0,
+        },
+    ];
+    for config in [MixConfig::default(), MixConfig::stereo_split()] {
+        // Nobody targeted in stereo: both in both channels, so both channels get the sum.
+        let (ogg, stats) = run_mix(&tracks, &[false, false], &config);
+        check_with_tools(&ogg, "sines");
+        assert_eq!(stats.clipped_samples, 0);
+        assert!(stats.peak_gain_reduction_db > 1.0, "{stats:?}");
+        assert!((stats.duration_ms - 3500.0).abs() <= 20.0, "{stats:?}");
+        let (pcm, _) = decode(&ogg);
+        let max = pcm.iter().map(|&x| i32::from(x).abs()).max().unwrap();
+        eprintln!("{config:?}: decoded peak {max}, {stats:?}");
+        assert!(max < 32767, "decoded peak {max}");
+    }
+}
+
+#[test]
+fn single_track_is_remuxed_bit_exact() {
+    let tracks = record("clean.pcap");
+    // B joined 1 s after A: its packets follow a silence prefix of that length.
+    let b = &tracks[1];
+    let (ogg, stats) = run_mix(std::slice::from_ref(b), &[false], &MixConfig::default());
+    check_with_tools(&ogg, "remux");
+    assert!(stats.remuxed);
+    let (input, _, in_skip, in_granule) = packets(&b.ogg);
+    let (output, _, out_skip, out_granule) = packets(&ogg);
+    assert_eq!(in_skip, out_skip);
+    let prefix = output.len() - input.len();
+    assert!(prefix > 0);
+    assert_eq!(&output[prefix..], &input[..], "packets not bit-exact");
+    let shift_ms = (out_granule - in_granule) as f64 / 48.0;
+    assert!(
+        (shift_ms - b.start_ms).abs() <= 2.5,
+        "{shift_ms} vs {}",
+        b.start_ms
+    );
+    assert!((stats.duration_ms - 12_000.0).abs() <= 20.0, "{stats:?}");
+    // A starts the call: nothing is prefixed, the stream is the same packets.
+    let (ogg, _) = run_mix(
+        std::slice::from_ref(&tracks[0]),
+        &[true],
+        &MixConfig::default(),
+    );
+    assert_eq!(packets(&ogg).0, packets(&tracks[0].ogg).0);
+}
