@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use media_core::mix::{mix, MixConfig, MixInput};
 use media_core::recording::{ParticipantTrack, TrackConfig, TrackStats, PRE_SKIP};
 use media_core::rtp;
 use media_core::sdes;
+use media_core::segments::{segments_from_ogg, SegmenterConfig};
 use media_core::srtp::SrtpKeyMaterial;
 use media_core::time::{format_rfc3339, samples48_to_ms, Micros};
 use serde_json::json;
@@ -516,20 +518,24 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary> {
         });
     }
 
+    let segments = write_segments(&opts.out, &r.slots, &reports)?;
+    let mixed = write_mix(&opts.out, &call_id, &reports)?;
+
     let meta = json!({
         "call_id": call_id,
         "capture": opts.capture.display().to_string(),
         "started_at": format_rfc3339(call_start.0),
-        "tracks": reports.iter().map(track_json).collect::<Vec<_>>(),
+        "tracks": reports.iter().zip(&segments).map(|(t, how)| {
+            let mut j = track_json(t);
+            j["segments_from"] = json!(how);
+            j
+        }).collect::<Vec<_>>(),
+        "mixed": mixed,
         "capture_stats": capture_stats,
         "ignored_flows": ignored_flows,
     });
     let meta_path = opts.out.join("meta.json");
-    let tmp = opts.out.join(".meta.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&meta)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &meta_path)
-        .with_context(|| format!("cannot write {}", meta_path.display()))?;
+    write_json(&meta_path, &meta)?;
 
     Ok(ReplaySummary {
         tracks: reports,
@@ -538,6 +544,91 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary> {
         meta_path,
         problems,
     })
+}
+
+/// Writes `segments.json`: every participant's speech on the call's time line, ordered by
+/// start. Levels (RFC 6464) are used where the sender sent them, the decoded audio elsewhere.
+/// Returns, per track, where its segments came from.
+fn write_segments(
+    dir: &Path,
+    slots: &[Slot],
+    reports: &[TrackReport],
+) -> Result<Vec<&'static str>> {
+    let mut all = Vec::new();
+    let mut sources = Vec::new();
+    for (slot, report) in slots.iter().zip(reports) {
+        let (segs, from) = match (slot.track.segments(), &report.file) {
+            (Some(segs), _) => (segs.to_vec(), "audio_level"),
+            (None, Some(file)) => {
+                let path = dir.join(file);
+                let f =
+                    File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                let segs =
+                    segments_from_ogg(std::io::BufReader::new(f), SegmenterConfig::default())
+                        .with_context(|| format!("cannot segment {}", path.display()))?;
+                (segs, "decoded_audio")
+            }
+            (None, None) => (Vec::new(), "none"),
+        };
+        sources.push(from);
+        for seg in segs {
+            all.push(json!({
+                "participant": report.participant,
+                "start_ms": round_ms(report.start_ms + seg.start_ms),
+                "end_ms": round_ms(report.start_ms + seg.end_ms),
+            }));
+        }
+    }
+    all.sort_by(|a, b| {
+        let key = |v: &serde_json::Value| v["start_ms"].as_f64().unwrap_or(0.0);
+        key(a).total_cmp(&key(b))
+    });
+    write_json(&dir.join("segments.json"), &serde_json::Value::Array(all))?;
+    Ok(sources)
+}
+
+/// Writes `mixed.ogg`, the one-file download: every track decoded, placed on the call's time
+/// line, mixed and re-encoded (a single track is remuxed as it is).
+fn write_mix(dir: &Path, call_id: &str, reports: &[TrackReport]) -> Result<serde_json::Value> {
+    let mut inputs = Vec::new();
+    for t in reports {
+        if let Some(file) = &t.file {
+            let path = dir.join(file);
+            let f = File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            inputs.push(MixInput {
+                reader: std::io::BufReader::new(f),
+                start_ms: t.start_ms,
+                targeted: false,
+            });
+        }
+    }
+    if inputs.is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    let path = dir.join("mixed.ogg");
+    let out = BufWriter::new(
+        File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
+    );
+    let stats = mix(inputs, call_id, &MixConfig::default(), out)
+        .with_context(|| format!("cannot mix into {}", path.display()))?;
+    Ok(json!({
+        "file": "mixed.ogg",
+        "duration_ms": round_ms(stats.duration_ms),
+        "tracks": stats.tracks,
+        "remuxed": stats.remuxed,
+    }))
+}
+
+fn round_ms(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
+}
+
+/// Writes JSON through a temporary file and a rename, so a reader never sees half a file.
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn track_json(t: &TrackReport) -> serde_json::Value {

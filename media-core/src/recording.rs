@@ -16,7 +16,8 @@ use crate::ogg::{OggOpusWriter, OpusHead};
 use crate::opus;
 use crate::reorder::{Admission, ReorderBuffer, ReorderConfig, ReorderStats};
 use crate::rtcp::{CompoundPacket, RtcpPacket};
-use crate::rtp::{self, RtpPacket};
+use crate::rtp::{self, AudioLevel, RtpPacket};
+use crate::segments::{Segment, Segmenter, SegmenterConfig};
 use crate::seq::{ExtTs, SeqUnwrapper, TsUnwrapper};
 use crate::srtp::{SrtpError, SrtpKeyMaterial, SrtpSession};
 use crate::time::{format_rfc3339, Micros};
@@ -45,6 +46,12 @@ pub struct TrackConfig {
     /// The format of `payload_type` when it is not Opus (from signaling, e.g. an SDP
     /// `a=rtpmap:96 L16/16000`): transcoded to Opus instead of remuxed.
     pub format: Option<AudioFormat>,
+    /// RFC 8285 extension id of the RFC 6464 audio level (`a=extmap:N
+    /// urn:ietf:params:rtp-hdrext:ssrc-audio-level`); levels feed the speech segmenter.
+    /// `None` when the sender does not provide them.
+    pub audio_level_id: Option<u8>,
+    /// Speech segmentation settings (used when levels arrive).
+    pub segmenter: SegmenterConfig,
     /// Ogg bitstream serial number.
     pub serial: u32,
     /// Reorder window bounds.
@@ -67,6 +74,9 @@ impl TrackConfig {
             srtp: None,
             payload_type: None,
             format: None,
+            // The id browsers and most SBCs use; signaling overrides it.
+            audio_level_id: Some(1),
+            segmenter: SegmenterConfig::default(),
             serial: 1,
             reorder: ReorderConfig::default(),
             timeline: TimelineConfig::default(),
@@ -150,6 +160,7 @@ struct Held {
     ts: u32,
     /// False for packets that only hold their place in the sequence (DTMF, comfort noise).
     audio: bool,
+    level: Option<AudioLevel>,
     payload: Vec<u8>,
 }
 
@@ -172,6 +183,10 @@ struct Sink {
     no_output: Vec<u8>,
     /// Present for a track whose audio is not Opus.
     transcoder: Option<Box<Transcoder>>,
+    /// Speech segments from RFC 6464 levels; created by the first packet that has one.
+    segmenter: Option<Segmenter>,
+    /// The segmenter's result once the track is finished.
+    segments: Option<Vec<Segment>>,
     stats: TrackStats,
     events: VecDeque<TrackEvent>,
 }
@@ -205,6 +220,8 @@ impl ParticipantTrack {
                 end: 0,
                 no_output: Vec::new(),
                 transcoder: None,
+                segmenter: None,
+                segments: None,
                 stats: TrackStats::default(),
                 events: VecDeque::new(),
             },
@@ -260,7 +277,12 @@ impl ParticipantTrack {
             Admission::Deliver => {
                 if audio {
                     let ts = source.ts.unwrap(packet.timestamp);
-                    self.sink.emit(&self.config, ts, now, packet.payload());
+                    let level = self
+                        .config
+                        .audio_level_id
+                        .and_then(|id| packet.audio_level(id));
+                    self.sink
+                        .emit(&self.config, ts, now, packet.payload(), level);
                 }
             }
             Admission::Store => {
@@ -271,6 +293,10 @@ impl ParticipantTrack {
                 if let Some(held) = source.reorder.insert(seq, now) {
                     held.ts = packet.timestamp;
                     held.audio = audio;
+                    held.level = self
+                        .config
+                        .audio_level_id
+                        .and_then(|id| packet.audio_level(id));
                     held.payload.clear();
                     if audio {
                         held.payload.extend_from_slice(packet.payload());
@@ -499,6 +525,13 @@ impl ParticipantTrack {
         self.sink.writer.is_some()
     }
 
+    /// Speech segments found from the RFC 6464 audio levels, in ms on the track's time line
+    /// (0 = its first packet); `None` if the sender sent no levels (segment the decoded audio
+    /// instead: [`crate::segments::segments_from_ogg`]). Available once finished.
+    pub fn segments(&self) -> Option<&[Segment]> {
+        self.sink.segments.as_deref()
+    }
+
     /// The next reported event, if any.
     pub fn poll_event(&mut self) -> Option<TrackEvent> {
         self.sink.events.pop_front()
@@ -547,16 +580,24 @@ impl Sink {
     ) {
         if held.audio {
             let ts = ts.unwrap(held.ts);
-            self.emit(config, ts, arrival, &held.payload);
+            self.emit(config, ts, arrival, &held.payload, held.level);
         }
     }
 
-    fn emit(&mut self, config: &TrackConfig, ts: ExtTs, arrival: Micros, payload: &[u8]) {
+    fn emit(
+        &mut self,
+        config: &TrackConfig,
+        ts: ExtTs,
+        arrival: Micros,
+        payload: &[u8],
+        level: Option<AudioLevel>,
+    ) {
         let Sink {
             timeline,
             writer,
             end,
             transcoder,
+            segmenter,
             stats,
             events,
             ..
@@ -606,6 +647,8 @@ impl Sink {
             }
         };
         let channels = stats.channels;
+        let gap_from = *end;
+        let written_from = (*end).max(pos);
         match transcoder {
             None => {
                 if pos > *end {
@@ -643,10 +686,20 @@ impl Sink {
             }
         }
         stats.written += 1;
+        if let Some(level) = level {
+            let seg = segmenter.get_or_insert_with(|| Segmenter::new(config.segmenter));
+            if written_from > gap_from {
+                seg.push_gap(gap_from, (written_from - gap_from) as u32);
+            }
+            // The level describes this packet's audio, wherever the packet landed.
+            let samples = (*end).saturating_sub(written_from).max(1) as u32;
+            seg.push_level(written_from, samples, level.level, level.voice);
+        }
     }
 
     /// Ends the stream: what the transcoder still holds is encoded, then EOS.
     fn finish(&mut self) {
+        self.segments = self.segmenter.take().map(Segmenter::finish);
         let Some(writer) = self.writer.as_mut() else {
             return;
         };
