@@ -36,6 +36,8 @@ struct TruthFlow {
     late: u64,
     garbage: u64,
     undecryptable: u64,
+    /// This speaker's speech on the call time line, ms.
+    turns: Vec<[f64; 2]>,
     packets: Vec<TruthPacket>,
 }
 
@@ -85,8 +87,8 @@ fn fnv64(data: &[u8]) -> String {
     format!("{h:016x}")
 }
 
-/// Reads an Ogg Opus file: (channels, pre-skip, audio packets).
-fn read_ogg(path: &Path) -> (u8, u16, Vec<Vec<u8>>) {
+/// Reads an Ogg Opus file: (channels, pre-skip, audio packets, final granule).
+fn read_ogg(path: &Path) -> (u8, u16, Vec<Vec<u8>>, u64) {
     let f = std::fs::File::open(path).unwrap();
     let mut r = ogg::PacketReader::new(f);
     let head = r.read_packet_expected().unwrap();
@@ -109,9 +111,13 @@ fn read_ogg(path: &Path) -> (u8, u16, Vec<Vec<u8>>) {
         .iter()
         .map(|p| media_core::opus::packet_samples_48k(p).unwrap() as u64)
         .sum();
-    // RFC 7845: the granule counts every decoded sample, pre-skip included.
-    assert_eq!(last_granule, samples, "final granule");
-    (channels, pre_skip, packets)
+    // RFC 7845: the granule counts every decoded sample, pre-skip included; only the last
+    // page may end earlier (end trimming, at most one packet).
+    assert!(
+        last_granule <= samples && samples - last_granule < 5760,
+        "final granule {last_granule} for {samples} samples"
+    );
+    (channels, pre_skip, packets, last_granule)
 }
 
 /// Decodes with libopus; every packet must decode. Returns mono PCM without pre-skip.
@@ -269,7 +275,12 @@ fn check_fixture(dir: &Path, truth: &Truth) {
         let file = out.join(t["file"].as_str().unwrap());
         tool_clean("opusinfo", &file);
         tool_clean("ogginfo", &file);
-        let (channels, pre_skip, packets) = read_ogg(&file);
+        let (channels, pre_skip, packets, granule) = read_ogg(&file);
+        let samples: u64 = packets
+            .iter()
+            .map(|p| media_core::opus::packet_samples_48k(p).unwrap() as u64)
+            .sum();
+        assert_eq!(granule, samples, "{ctx}: tracks are not end-trimmed");
 
         // Every received packet is in the file, bit-exact, in order, at its time.
         let mut pos = 0u64;
@@ -319,7 +330,122 @@ fn check_fixture(dir: &Path, truth: &Truth) {
         let lag = best_lag(&envelope(&pcm), &envelope(src), 50);
         assert!(lag.abs() <= 2, "{ctx}: content is {} ms off", lag * 10);
     }
+    check_segments_and_mix(truth, tracks, &out);
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Speech segmentation (segments.json) against the truth's turns, and the mixed download.
+fn check_segments_and_mix(truth: &Truth, tracks: &[serde_json::Value], out: &Path) {
+    let segments: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(out.join("segments.json")).unwrap()).unwrap();
+    let starts: Vec<f64> = segments
+        .iter()
+        .map(|s| s["start_ms"].as_f64().unwrap())
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] <= w[1]),
+        "{}: segments not ordered",
+        truth.variant
+    );
+    let demanding = ["clean", "loss5", "noise20"].contains(&truth.variant.as_str());
+    for flow in truth.flows.iter().filter(|f| f.undecryptable == 0) {
+        let t = tracks
+            .iter()
+            .find(|t| t["flow"]["src"] == flow.src.as_str())
+            .unwrap();
+        let name = t["participant"].as_str().unwrap();
+        let ours: Vec<[f64; 2]> = segments
+            .iter()
+            .filter(|s| s["participant"] == name)
+            .map(|s| {
+                [
+                    s["start_ms"].as_f64().unwrap(),
+                    s["end_ms"].as_f64().unwrap(),
+                ]
+            })
+            .collect();
+        let end = flow.start_ms + flow.duration_ms;
+        let (agreement, median) = segment_scores(&flow.turns, &ours, flow.start_ms, end);
+        eprintln!(
+            "segments {} {}: agreement {:.1}%, median boundary error {:.0} ms ({} segments from {})",
+            truth.variant,
+            flow.participant,
+            agreement * 100.0,
+            median,
+            ours.len(),
+            t["segments_from"]
+        );
+        if demanding {
+            assert!(
+                agreement >= 0.95,
+                "{} {}: agreement {agreement}",
+                truth.variant,
+                flow.participant
+            );
+            assert!(
+                median < 100.0,
+                "{} {}: median boundary error {median}",
+                truth.variant,
+                flow.participant
+            );
+        }
+    }
+    let mixed = out.join("mixed.ogg");
+    if truth.flows.iter().all(|f| f.undecryptable > 0) {
+        assert!(!mixed.exists(), "{}: no audio, no mix", truth.variant);
+        return;
+    }
+    tool_clean("opusinfo", &mixed);
+    tool_clean("ogginfo", &mixed);
+    let (_, pre_skip, _, granule) = read_ogg(&mixed);
+    let ours = (granule - pre_skip as u64) as f64 / 48.0;
+    let first = truth
+        .flows
+        .iter()
+        .map(|f| f.start_ms)
+        .fold(f64::MAX, f64::min);
+    let last = truth
+        .flows
+        .iter()
+        .map(|f| f.start_ms + f.duration_ms)
+        .fold(0.0, f64::max);
+    // The recorder's call starts at the first packet's arrival, the truth's at its sending:
+    // the two first packets' network delays (20-40 ms each) may differ.
+    assert!(
+        (ours - (last - first)).abs() <= 25.0,
+        "{}: mixed lasts {ours} ms, the call {} ms",
+        truth.variant,
+        last - first
+    );
+}
+
+/// Frame-level (10 ms) agreement of speech/non-speech over [from, to), and the median
+/// distance from each truth boundary to the nearest detected one.
+fn segment_scores(truth: &[[f64; 2]], ours: &[[f64; 2]], from: f64, to: f64) -> (f64, f64) {
+    let inside = |set: &[[f64; 2]], t: f64| set.iter().any(|s| s[0] <= t && t < s[1]);
+    let (mut agree, mut frames) = (0u64, 0u64);
+    let mut t = from + 5.0;
+    while t < to {
+        frames += 1;
+        if inside(truth, t) == inside(ours, t) {
+            agree += 1;
+        }
+        t += 10.0;
+    }
+    let bounds: Vec<f64> = ours.iter().flat_map(|s| [s[0], s[1]]).collect();
+    let mut errors: Vec<f64> = truth
+        .iter()
+        .flat_map(|s| [s[0], s[1]])
+        .map(|b| {
+            bounds
+                .iter()
+                .map(|o| (o - b).abs())
+                .fold(f64::MAX, f64::min)
+        })
+        .collect();
+    errors.sort_by(f64::total_cmp);
+    let median = errors.get(errors.len() / 2).copied().unwrap_or(0.0);
+    (agree as f64 / frames.max(1) as f64, median)
 }
 
 /// Whether `pkt` is one of media-core's gap-filling silence packets: filling exactly its own
