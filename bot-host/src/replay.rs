@@ -16,7 +16,7 @@ use media_core::mix::{mix, MixConfig, MixInput};
 use media_core::recording::{ParticipantTrack, TrackConfig, TrackStats, PRE_SKIP};
 use media_core::rtp;
 use media_core::sdes;
-use media_core::segments::{segments_from_ogg, SegmenterConfig};
+use media_core::segments::{segments_from_ogg, Segment, SegmenterConfig};
 use media_core::srtp::SrtpKeyMaterial;
 use media_core::time::{format_rfc3339, samples48_to_ms, Micros};
 use serde_json::json;
@@ -113,6 +113,8 @@ pub struct ReplaySummary {
     pub meta_path: PathBuf,
     /// Problems worth telling the user (e.g. a wrong key).
     pub problems: Vec<String>,
+    /// The call's time line origin: the first media packet, capture clock (Unix µs).
+    pub call_start: Micros,
 }
 
 /// Datagrams a flow may hold while it is not yet recognised as media; past this it is
@@ -518,8 +520,19 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary> {
         });
     }
 
-    let segments = write_segments(&opts.out, &r.slots, &reports)?;
-    let mixed = write_mix(&opts.out, &call_id, &reports)?;
+    let outs: Vec<TrackOut<'_>> = r
+        .slots
+        .iter()
+        .zip(&reports)
+        .map(|(slot, t)| TrackOut {
+            participant: &t.participant,
+            file: t.file.as_deref(),
+            start_ms: t.start_ms,
+            level_segments: slot.track.segments(),
+        })
+        .collect();
+    let segments = write_segments(&opts.out, &outs)?;
+    let mixed = write_mix(&opts.out, &call_id, &outs)?;
 
     let meta = json!({
         "call_id": call_id,
@@ -543,21 +556,29 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary> {
         ignored_flows,
         meta_path,
         problems,
+        call_start,
     })
+}
+
+/// What the recording-directory writers need of a track.
+pub(crate) struct TrackOut<'a> {
+    pub participant: &'a str,
+    /// File name in the directory, if the track has audio.
+    pub file: Option<&'a str>,
+    /// Offset on the call's time line, ms.
+    pub start_ms: f64,
+    /// Segments found online from RFC 6464 levels (track time line), if the sender sent them.
+    pub level_segments: Option<&'a [Segment]>,
 }
 
 /// Writes `segments.json`: every participant's speech on the call's time line, ordered by
 /// start. Levels (RFC 6464) are used where the sender sent them, the decoded audio elsewhere.
 /// Returns, per track, where its segments came from.
-fn write_segments(
-    dir: &Path,
-    slots: &[Slot],
-    reports: &[TrackReport],
-) -> Result<Vec<&'static str>> {
+pub(crate) fn write_segments(dir: &Path, tracks: &[TrackOut<'_>]) -> Result<Vec<&'static str>> {
     let mut all = Vec::new();
     let mut sources = Vec::new();
-    for (slot, report) in slots.iter().zip(reports) {
-        let (segs, from) = match (slot.track.segments(), &report.file) {
+    for t in tracks {
+        let (segs, from) = match (t.level_segments, t.file) {
             (Some(segs), _) => (segs.to_vec(), "audio_level"),
             (None, Some(file)) => {
                 let path = dir.join(file);
@@ -573,9 +594,9 @@ fn write_segments(
         sources.push(from);
         for seg in segs {
             all.push(json!({
-                "participant": report.participant,
-                "start_ms": round_ms(report.start_ms + seg.start_ms),
-                "end_ms": round_ms(report.start_ms + seg.end_ms),
+                "participant": t.participant,
+                "start_ms": round_ms(t.start_ms + seg.start_ms),
+                "end_ms": round_ms(t.start_ms + seg.end_ms),
             }));
         }
     }
@@ -589,10 +610,14 @@ fn write_segments(
 
 /// Writes `mixed.ogg`, the one-file download: every track decoded, placed on the call's time
 /// line, mixed and re-encoded (a single track is remuxed as it is).
-fn write_mix(dir: &Path, call_id: &str, reports: &[TrackReport]) -> Result<serde_json::Value> {
+pub(crate) fn write_mix(
+    dir: &Path,
+    call_id: &str,
+    tracks: &[TrackOut<'_>],
+) -> Result<serde_json::Value> {
     let mut inputs = Vec::new();
-    for t in reports {
-        if let Some(file) = &t.file {
+    for t in tracks {
+        if let Some(file) = t.file {
             let path = dir.join(file);
             let f = File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
             inputs.push(MixInput {
@@ -619,12 +644,12 @@ fn write_mix(dir: &Path, call_id: &str, reports: &[TrackReport]) -> Result<serde
     }))
 }
 
-fn round_ms(ms: f64) -> f64 {
+pub(crate) fn round_ms(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0
 }
 
 /// Writes JSON through a temporary file and a rename, so a reader never sees half a file.
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
