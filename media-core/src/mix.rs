@@ -127,6 +127,8 @@ const MAX_PACKET_PCM: usize = opus::MAX_PACKET_SAMPLES_48K as usize;
 /// Largest encoded packet we ask libopus for (RFC 6716's bound for one 20 ms frame is 1275
 /// bytes per channel stream; 4000 is libopus's recommended buffer).
 const MAX_ENCODED: usize = 4000;
+/// Initial capacity of a track's page body and packet buffers.
+const PAGE_BUFFER: usize = 16 * 1024;
 /// Limiter ceiling: -1 dBFS. The margin below full scale absorbs the Opus coding error
 /// (a decoded peak can overshoot the encoded one by a few percent), so the decoded file
 /// does not clip either.
@@ -435,7 +437,7 @@ impl<R: Read> Mixer<R> {
 
         self.stats.duration_ms = end as f64 * 1000.0 / f64::from(self.rate);
         self.stats.clipped_samples = self.limiter.clipped;
-        self.stats.peak_gain_reduction_db = -20.0 * self.limiter.min_gain.log10();
+        self.stats.peak_gain_reduction_db = (-20.0 * self.limiter.min_gain.log10()).max(0.0);
         for t in &self.tracks {
             self.stats.bad_packets += t.bad_packets + t.reader.bad_packets;
             self.stats.bad_pages += t.reader.bad_pages;
@@ -727,8 +729,10 @@ impl<R: Read> PacketReader<R> {
             head: None,
             packets_seen: 0,
             lacing: [0; 255],
-            body: Vec::new(),
-            packets: Vec::new(),
+            // Sized for our own pages (closed at ~8 KiB of body) so a recording never grows
+            // them; another writer's larger pages grow them once, up to the 64 KiB maximum.
+            body: Vec::with_capacity(PAGE_BUFFER),
+            packets: Vec::with_capacity(PAGE_BUFFER),
             slots: Vec::with_capacity(255),
             next_slot: 0,
             partial: Vec::new(),

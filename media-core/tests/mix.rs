@@ -15,6 +15,43 @@ use media_core::ogg::{OggOpusWriter, OpusHead};
 use media_core::recording::{ParticipantTrack, TrackConfig};
 use media_core::time::Micros;
 
+/// Counts allocations of the current thread only, so the tests running beside the one that
+/// measures do not skew its count.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn count() {
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as our caller's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: same contract as our caller's.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(|c| c.get())
+}
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures/calls")
@@ -464,4 +501,50 @@ fn single_track_is_remuxed_bit_exact() {
         &MixConfig::default(),
     );
     assert_eq!(packets(&ogg).0, packets(&tracks[0].ogg).0);
+}
+
+#[test]
+fn allocations_do_not_grow_with_the_call() {
+    // Speech-like input: the fixture's speakers, repeated to make calls of 12 s and 60 s.
+    let (a, b) = (wav("speech.A.wav"), wav("speech.B.wav"));
+    let call = |reps: usize| -> [Recorded; 2] {
+        [
+            Recorded {
+                ogg: encode_track(&a.repeat(reps), 1),
+                start_ms: 0.0,
+            },
+            Recorded {
+                ogg: encode_track(&b.repeat(reps), 2),
+                start_ms: 1000.0,
+            },
+        ]
+    };
+    let measure = |tracks: &[Recorded], config: &MixConfig| -> u64 {
+        let inputs: Vec<_> = tracks
+            .iter()
+            .map(|t| MixInput {
+                reader: Cursor::new(&t.ogg[..]),
+                start_ms: t.start_ms,
+                targeted: false,
+            })
+            .collect();
+        let before = allocations();
+        mix(inputs, "alloc", config, std::io::sink()).unwrap();
+        allocations() - before
+    };
+    let (short, long) = (call(1), call(5));
+    for config in [
+        MixConfig::default(),
+        MixConfig {
+            sample_rate: 16_000,
+            ..MixConfig::stereo_split()
+        },
+    ] {
+        let (s, l) = (measure(&short, &config), measure(&long, &config));
+        eprintln!("{config:?}: {s} allocations for 12 s, {l} for 60 s");
+        assert_eq!(s, l, "allocations grew with the call's length");
+        // The remux path too.
+        let (s, l) = (measure(&short[..1], &config), measure(&long[..1], &config));
+        assert_eq!(s, l, "remux allocations grew with the call's length");
+    }
 }
