@@ -11,6 +11,7 @@
 //! [`ogg`] Ogg Opus pages built in reused buffers.
 //! [`recording`] ties them together per participant track.
 
+pub mod merge;
 pub mod mix;
 pub mod ogg;
 pub mod opus;
