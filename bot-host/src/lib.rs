@@ -4,4 +4,5 @@
 //! sockets, WebRTC) builds on the same [`replay`] driver of media-core.
 
 pub mod capture;
+pub mod pair;
 pub mod replay;
