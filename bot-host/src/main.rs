@@ -37,6 +37,10 @@ enum Command {
         /// <out>/primary/, <out>/paired/ and <out>/merged/.
         #[arg(long, value_name = "CAPTURE")]
         paired: Option<PathBuf>,
+        /// The targeted user's participant name (e.g. participant-1): mixed.ogg becomes
+        /// stereo, that participant left and everyone else right.
+        #[arg(long, value_name = "PARTICIPANT")]
+        targeted: Option<String>,
         /// SRTP key of the paired capture, as --srtp-key (default: the same keys).
         #[arg(long = "paired-srtp-key", value_name = "[PORT=]SUITE:BASE64")]
         paired_srtp_keys: Vec<KeySpec>,
@@ -62,6 +66,7 @@ fn run() -> Result<ExitCode> {
             call_id,
             paired: Some(paired),
             paired_srtp_keys,
+            targeted,
         } => {
             let summary = replay_pair(&PairOptions {
                 primary: capture,
@@ -70,6 +75,7 @@ fn run() -> Result<ExitCode> {
                 keys: srtp_keys,
                 paired_keys: paired_srtp_keys,
                 call_id,
+                targeted,
             })?;
             for (leg, s) in [("primary", &summary.primary), ("paired", &summary.paired)] {
                 println!("{leg}:");
@@ -117,6 +123,7 @@ fn run() -> Result<ExitCode> {
             srtp_keys,
             call_id,
             paired: None,
+            targeted,
             ..
         } => {
             let summary = replay(&ReplayOptions {
@@ -124,6 +131,7 @@ fn run() -> Result<ExitCode> {
                 out: out.clone(),
                 keys: srtp_keys,
                 call_id,
+                targeted,
             })?;
             print_tracks(&summary, &out);
             println!("metadata: {}", summary.meta_path.display());

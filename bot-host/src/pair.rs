@@ -34,6 +34,8 @@ pub struct PairOptions {
     pub paired_keys: Vec<KeySpec>,
     /// Call id (default: the primary capture's file stem).
     pub call_id: Option<String>,
+    /// The targeted user's participant name (stereo-split mixes), as in [`ReplayOptions`].
+    pub targeted: Option<String>,
 }
 
 /// One merged participant.
@@ -81,6 +83,7 @@ pub fn replay_pair(opts: &PairOptions) -> Result<PairSummary> {
         out: opts.out.join(dir),
         keys: keys.to_vec(),
         call_id: Some(call_id.clone()),
+        targeted: opts.targeted.clone(),
     };
     let paired_keys = if opts.paired_keys.is_empty() {
         &opts.keys
@@ -242,7 +245,7 @@ pub fn replay_pair(opts: &PairOptions) -> Result<PairSummary> {
         })
         .collect();
     let sources = write_segments(&merged_dir, &outs)?;
-    let mixed = write_mix(&merged_dir, &call_id, &outs)?;
+    let mixed = write_mix(&merged_dir, &call_id, &outs, opts.targeted.as_deref())?;
     for (t, from) in tracks_json.iter_mut().zip(sources) {
         t["segments_from"] = json!(from);
     }

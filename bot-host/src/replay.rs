@@ -64,6 +64,9 @@ pub struct ReplayOptions {
     pub keys: Vec<KeySpec>,
     /// Call id for tags and meta.json; default: the capture's file stem.
     pub call_id: Option<String>,
+    /// The targeted user's participant name: the mixed download is then stereo, that
+    /// participant on the left and everyone else on the right.
+    pub targeted: Option<String>,
 }
 
 /// A UDP flow, one direction.
@@ -532,7 +535,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary> {
         })
         .collect();
     let segments = write_segments(&opts.out, &outs)?;
-    let mixed = write_mix(&opts.out, &call_id, &outs)?;
+    let mixed = write_mix(&opts.out, &call_id, &outs, opts.targeted.as_deref())?;
 
     let meta = json!({
         "call_id": call_id,
@@ -614,6 +617,7 @@ pub(crate) fn write_mix(
     dir: &Path,
     call_id: &str,
     tracks: &[TrackOut<'_>],
+    targeted: Option<&str>,
 ) -> Result<serde_json::Value> {
     let mut inputs = Vec::new();
     for t in tracks {
@@ -623,7 +627,7 @@ pub(crate) fn write_mix(
             inputs.push(MixInput {
                 reader: std::io::BufReader::new(f),
                 start_ms: t.start_ms,
-                targeted: false,
+                targeted: targeted == Some(t.participant),
             });
         }
     }
@@ -634,13 +638,18 @@ pub(crate) fn write_mix(
     let out = BufWriter::new(
         File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
     );
-    let stats = mix(inputs, call_id, &MixConfig::default(), out)
+    let config = match targeted {
+        Some(_) => MixConfig::stereo_split(),
+        None => MixConfig::default(),
+    };
+    let stats = mix(inputs, call_id, &config, out)
         .with_context(|| format!("cannot mix into {}", path.display()))?;
     Ok(json!({
         "file": "mixed.ogg",
         "duration_ms": round_ms(stats.duration_ms),
         "tracks": stats.tracks,
         "remuxed": stats.remuxed,
+        "stereo_split": targeted.map(|t| json!({ "left": t, "right": "everyone else" })),
     }))
 }
 

@@ -219,6 +219,7 @@ fn check_fixture(dir: &Path, truth: &Truth) {
         out: out.clone(),
         keys,
         call_id: Some(format!("test-{}", truth.variant)),
+        targeted: None,
     })
     .unwrap_or_else(|e| panic!("{}: replay failed: {e:#}", truth.variant));
     let meta: serde_json::Value =

@@ -58,6 +58,7 @@ fn dual_legs_merge_into_one_recording() {
         keys: Vec::new(),
         paired_keys: Vec::new(),
         call_id: Some("dual".into()),
+        targeted: Some("participant-1".into()),
     })
     .unwrap();
     assert!(summary.problems.is_empty(), "{:?}", summary.problems);
@@ -118,6 +119,7 @@ fn a_leg_of_another_call_is_rejected() {
         keys: Vec::new(),
         paired_keys: Vec::new(),
         call_id: Some("foreign".into()),
+        targeted: None,
     })
     .unwrap();
     assert!(summary.merged.is_empty());
