@@ -166,6 +166,9 @@ fn check_fixture(dir: &Path, variant: &str) -> Vec<String> {
     let config = SegmenterConfig::default();
     let mut failures = Vec::new();
     let mut pooled: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    // Per method, each participant's truth turns and detected segments (call time line).
+    type Turns = Vec<(f64, f64)>;
+    let mut per_method: BTreeMap<&str, Vec<(Turns, Turns)>> = BTreeMap::new();
     for f in truth["flows"].as_array().unwrap() {
         let who = f["participant"].as_str().unwrap();
         let port: u16 = f["src"]
@@ -223,9 +226,44 @@ fn check_fixture(dir: &Path, variant: &str) -> Vec<String> {
                     MIN_AGREEMENT * 100.0
                 ));
             }
+            per_method
+                .entry(method)
+                .or_default()
+                .push((turns.clone(), found.clone()));
             let e = pooled.entry(method).or_default();
             e.0.push(s.agreement);
             e.1.extend(s.errors);
+        }
+    }
+    // Where the truth has both participants talking, both must have a segment there:
+    // overlapping speech yields overlapping segments.
+    for (method, tracks) in &per_method {
+        let [(ta, fa), (tb, fb)] = &tracks[..] else {
+            continue;
+        };
+        let both = |a: &[(f64, f64)], b: &[(f64, f64)]| -> Vec<bool> {
+            frames(a, call_ms)
+                .iter()
+                .zip(frames(b, call_ms))
+                .map(|(x, y)| *x && y)
+                .collect()
+        };
+        let (truth_both, found_both) = (both(ta, tb), both(fa, fb));
+        let overlap = truth_both.iter().filter(|&&x| x).count();
+        let covered = truth_both
+            .iter()
+            .zip(&found_both)
+            .filter(|(t, f)| **t && **f)
+            .count();
+        println!(
+            "{variant:<8} * {method:<5} overlap {} ms, detected as overlap {} ms",
+            overlap * 10,
+            covered * 10
+        );
+        if overlap > 0 && (covered as f64) < overlap as f64 * 0.8 {
+            failures.push(format!(
+                "{variant} {method}: only {covered} of {overlap} overlapping frames found"
+            ));
         }
     }
     for (method, (agreements, errors)) in pooled {
