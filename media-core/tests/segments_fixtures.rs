@@ -210,6 +210,12 @@ fn check_fixture(dir: &Path, variant: &str) -> Vec<String> {
             );
             let s = score(&turns, &found, call_ms);
             let med = median(&s.errors);
+            if std::env::var_os("SEGMENTS_VERBOSE").is_some() {
+                println!(
+                    "  truth {turns:?}\n  found {found:?}\n  errors {:?}",
+                    s.errors
+                );
+            }
             println!(
                 "{variant:<8} {who} {method:<5} agreement {:6.2}%  median boundary error {:5.1} ms  \
                  max {:6.1} ms  segments {} (truth {})",
