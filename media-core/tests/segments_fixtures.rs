@@ -328,3 +328,67 @@ fn generated_fixtures_segment_like_the_truth() {
     }
     check_all(&dir, &["clean", "loss5", "noise20"]);
 }
+
+/// `segments_from_ogg` on files that neither our recorder nor our Ogg writer made: `opusenc`
+/// (opus-tools) encodes the fixtures' source WAVs, which start at call start, so segments
+/// compare with the truth turns directly. Skipped with a note when `opusenc` is missing.
+#[test]
+fn opusenc_files_segment_like_the_truth() {
+    let mut sets = vec![(root().join("fixtures/calls"), "clean")];
+    let generated = root().join("fixtures/generated");
+    if generated.join("noise20.truth.json").exists() {
+        sets.push((generated.clone(), "clean"));
+        sets.push((generated, "noise20"));
+    } else {
+        println!("note: generated noise20 absent; opusenc check on the committed set only");
+    }
+    let tmp = std::env::temp_dir().join(format!("segments-opusenc-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut failures = Vec::new();
+    for (dir, variant) in sets {
+        let truth: Value = serde_json::from_slice(
+            &std::fs::read(dir.join(format!("{variant}.truth.json"))).unwrap(),
+        )
+        .unwrap();
+        let call_ms = truth["call_duration_ms"].as_f64().unwrap();
+        for f in truth["flows"].as_array().unwrap() {
+            let who = f["participant"].as_str().unwrap();
+            let wav = dir.join(f["source_wav"].as_str().unwrap());
+            let out = tmp.join(format!("{variant}.{who}.opus"));
+            let status = match std::process::Command::new("opusenc")
+                .args(["--quiet", "--bitrate", "32"])
+                .arg(&wav)
+                .arg(&out)
+                .status()
+            {
+                Ok(s) => s,
+                Err(_) => {
+                    println!("note: opusenc not installed; skipped");
+                    return;
+                }
+            };
+            assert!(status.success(), "opusenc {}", wav.display());
+            let file = std::fs::File::open(&out).unwrap();
+            let segs = segments_from_ogg(std::io::BufReader::new(file), SegmenterConfig::default())
+                .unwrap();
+            let found: Vec<(f64, f64)> = segs.iter().map(|s| (s.start_ms, s.end_ms)).collect();
+            let turns: Vec<(f64, f64)> = f["turns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (t[0].as_f64().unwrap(), t[1].as_f64().unwrap()))
+                .collect();
+            let s = score(&turns, &found, call_ms);
+            let med = median(&s.errors);
+            println!(
+                "opusenc {variant:<8} {who} agreement {:6.2}%  median boundary error {med:5.1} ms",
+                s.agreement * 100.0
+            );
+            if s.agreement < MIN_AGREEMENT || med >= MAX_MEDIAN_BOUNDARY_MS {
+                failures.push(format!("opusenc {variant} {who}: {turns:?} vs {found:?}"));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
