@@ -225,7 +225,7 @@ impl Segmenter {
         let mut at = start_48k;
         for block in pcm.chunks(PCM_BLOCK) {
             self.frame(at, block.len() as u64, Some(dbov(block)));
-            at += block.len() as u64;
+            at = at.saturating_add(block.len() as u64);
         }
     }
 
@@ -312,7 +312,7 @@ impl Segmenter {
             return;
         }
         match self.pending.as_mut() {
-            Some(p) if seg.0 <= p.1 + self.limits.merge_gap => p.1 = seg.1,
+            Some(p) if seg.0 <= p.1.saturating_add(self.limits.merge_gap) => p.1 = seg.1,
             _ => {
                 if let Some(p) = self.pending.replace(seg) {
                     self.emit(p);
@@ -634,6 +634,21 @@ mod tests {
         s.push_pcm(3, &[i16::MIN; 7]);
         s.push_level(0, 0, 200, false);
         let _ = s.finish();
+        // Two segments at the very end of the time line: merging must not overflow.
+        let mut s = Segmenter::new(SegmenterConfig::default());
+        let base = u64::MAX - 100 * u64::from(F);
+        for (i, level) in [
+            127u8, 20, 20, 20, 20, 20, 20, 127, 127, 127, 127, 127, 127, 127, 127, 127, 127, 127,
+            127, 127, 127, 20, 20, 20, 20, 20, 20, 127,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            s.push_level(base + i as u64 * u64::from(F), F, level, false);
+        }
+        s.push_pcm(u64::MAX - 100, &[1000; 960]);
+        s.push_gap(u64::MAX - 10, u32::MAX);
+        assert_eq!(s.finish().len(), 1);
     }
 
     #[test]
