@@ -589,6 +589,8 @@ impl<R: Read> Track<R> {
     }
 
     /// Adds this track's samples for call times `[at, at + dst.len())` into `dst`.
+    // `max().min()` rather than `clamp()` on purpose: it turns NaN into a number.
+    #[allow(clippy::manual_clamp)]
     fn add_into(&mut self, dst: &mut [f32], at: i64) -> Result<(), MixError> {
         let stop = at + dst.len() as i64;
         let mut t = at;
@@ -617,7 +619,11 @@ impl<R: Read> Track<R> {
             let d = &mut dst[(t - at) as usize..][..n];
             let s = &self.pcm[self.pcm_pos..][..n];
             for (d, s) in d.iter_mut().zip(s) {
-                *d += s * self.gain;
+                // A track's own full scale bounds it: libopus's float output of a corrupt
+                // packet (a recording of undecryptable SRTP, say) can reach 1e5, which would
+                // duck everyone else for the limiter's release time. `max` first also maps
+                // a NaN to -1 instead of passing it to the encoder.
+                *d += s.max(-1.0).min(1.0) * self.gain;
             }
             self.pcm_pos += n;
             self.pcm_time += n as i64;

@@ -548,3 +548,84 @@ fn allocations_do_not_grow_with_the_call() {
         assert_eq!(s, l, "remux allocations grew with the call's length");
     }
 }
+
+/// Byte offsets of the pages of an Ogg stream.
+fn page_offsets(ogg: &[u8]) -> Vec<usize> {
+    let mut at = 0;
+    let mut out = Vec::new();
+    while at + 27 <= ogg.len() {
+        assert_eq!(&ogg[at..at + 4], b"OggS");
+        out.push(at);
+        let segs = usize::from(ogg[at + 26]);
+        let body: usize = ogg[at + 27..at + 27 + segs]
+            .iter()
+            .map(|&l| usize::from(l))
+            .sum();
+        at += 27 + segs + body;
+    }
+    out
+}
+
+#[test]
+fn damaged_tracks_still_mix() {
+    let tracks = record("clean.pcap");
+    let pages = page_offsets(&tracks[0].ogg);
+    assert!(pages.len() > 8);
+
+    // A file cut mid-page (a killed recorder): plays up to its last complete page.
+    let cut = Recorded {
+        ogg: tracks[0].ogg[..pages[6] + 100].to_vec(),
+        start_ms: 0.0,
+    };
+    // A flipped byte in the body of an audio page: that page (a second) is skipped.
+    let mut flipped = tracks[1].ogg.clone();
+    let at = page_offsets(&flipped)[4] + 200;
+    flipped[at] ^= 0x55;
+    let flipped = Recorded {
+        ogg: flipped,
+        start_ms: tracks[1].start_ms,
+    };
+    let (ogg, stats) = run_mix(&[cut, flipped], &[true, false], &MixConfig::default());
+    check_with_tools(&ogg, "damaged");
+    assert_eq!(stats.bad_pages, 1, "{stats:?}");
+    // B is intact to its end, so the call still lasts until then.
+    assert!((stats.duration_ms - 11_993.5).abs() <= 20.0, "{stats:?}");
+    let (pcm, _) = decode(&ogg);
+    assert!((pcm.len() as f64 / 48.0 - stats.duration_ms).abs() < 1.0);
+}
+
+#[test]
+fn late_joiner_and_early_leaver_are_placed() {
+    // Two tracks cut from the same tone, placed 2 s and 5 s into the call: silence before
+    // each start, and the mix's energy starts where each does.
+    let tone: Vec<i16> = (0..48_000)
+        .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * 300.0 * i as f64 / 48_000.0).sin()) as i16)
+        .collect();
+    let tracks = [
+        Recorded {
+            ogg: encode_track(&tone, 1),
+            start_ms: 2000.0,
+        },
+        Recorded {
+            ogg: encode_track(&tone, 2),
+            start_ms: 5000.0,
+        },
+    ];
+    let (ogg, stats) = run_mix(&tracks, &[false, false], &MixConfig::default());
+    check_with_tools(&ogg, "late");
+    // Each track lasts 1 s minus its pre-skip; the last one ends at 5 s + that.
+    assert!((stats.duration_ms - 5993.5).abs() <= 20.0, "{stats:?}");
+    let (pcm, _) = decode(&ogg);
+    let env = envelope(&pcm, 1, 0);
+    for (f, &e) in env.iter().enumerate() {
+        let ms = f as f64 * 20.0;
+        let inside = (2020.0..2960.0).contains(&ms) || (5020.0..5960.0).contains(&ms);
+        let outside = ms < 1960.0 || (3040.0..4960.0).contains(&ms);
+        if inside {
+            assert!(e > 1000.0, "{ms} ms should have the tone: {e}");
+        }
+        if outside {
+            assert!(e < 50.0, "{ms} ms should be silent: {e}");
+        }
+    }
+}
