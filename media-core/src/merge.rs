@@ -124,9 +124,6 @@ pub const MIN_MATCH_RATIO: f64 = 0.2;
 /// two copies of a payload must be for it to count as distinctive: the host clocks may
 /// disagree by up to ~1 s, plus margin.
 const SEARCH_WINDOW_48K: i64 = 2 * 48_000;
-/// Two anchors closer than this (two frames) are the same alignment: jitter in where a
-/// leg's time line placed a frame, not a new offset.
-const ANCHOR_TOLERANCE_48K: i64 = 2 * 960;
 /// Consecutive matches agreeing on a new offset before the alignment switches to it, so a
 /// single accidental match cannot move frames.
 const REANCHOR_CONFIRM: u32 = 4;
@@ -424,26 +421,23 @@ fn align(primary: &LegData, paired: &LegData, coarse: i64) -> Alignment {
                 continue;
             }
             let d = primary.pkts[p as usize].pos - paired.pkts[q].pos;
-            if (d - cur).abs() <= ANCHOR_TOLERANCE_48K {
-                if d != cur {
-                    reanchors += 1;
-                }
-                cur = d;
+            if d == cur {
                 agree = 0;
                 anchors.push((q, d));
+                continue;
+            }
+            // Any other offset, even one frame away, must be confirmed: two identical
+            // consecutive payloads, each lost on a different leg, look distinctive on both
+            // and pair frame n with frame n+1.
+            if agree > 0 && d == pending {
+                agree += 1;
             } else {
-                if agree > 0 && (d - pending).abs() <= ANCHOR_TOLERANCE_48K {
-                    agree += 1;
-                } else {
-                    agree = 1;
-                }
-                pending = d;
-                if agree >= REANCHOR_CONFIRM {
-                    cur = d;
-                    agree = 0;
-                    reanchors += 1;
-                    anchors.push((q, d));
-                }
+                (pending, agree) = (d, 1);
+            }
+            if agree >= REANCHOR_CONFIRM {
+                (cur, agree) = (d, 0);
+                reanchors += 1;
+                anchors.push((q, d));
             }
         }
     }
@@ -909,6 +903,24 @@ mod tests {
         assert_eq!(s.reanchors, 5);
         assert_in_place(&out, 0);
         assert!(s.drift_ppm > 0.0);
+    }
+
+    #[test]
+    fn twin_payloads_lost_crosswise_do_not_shift_the_alignment() {
+        // Frames 100 and 101 are the same bytes (an encoder repeats itself); the primary
+        // lost 101 and the paired leg 100, so each leg's copy looks distinctive and the
+        // pair suggests a one-frame offset. It must not be taken.
+        let twin = |i: usize| if i == 101 { frame(1, 100) } else { frame(1, i) };
+        let p: Vec<_> = (0..300).map(|i| (i != 101).then(|| twin(i))).collect();
+        let q: Vec<_> = (0..300).map(|i| (i != 100).then(|| twin(i))).collect();
+        let (s, _, out) = merge(&p, 0.0, &q, 700.0).unwrap();
+        assert_eq!(
+            (s.reanchors, s.frames_lost_both, s.frames_paired),
+            (0, 0, 1)
+        );
+        let (pk, _) = read_back(&out);
+        assert_eq!(pk[100], (100, frame(1, 100)));
+        assert_eq!(pk[101], (101, frame(1, 100)));
     }
 
     #[test]

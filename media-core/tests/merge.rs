@@ -88,7 +88,11 @@ fn record(pcap: &Path) -> BTreeMap<String, Recorded> {
             t.finish();
             let mut ogg = outputs.remove(&k).unwrap_or_default();
             ogg.extend_from_slice(t.output());
-            let first = t.stats().first_arrival.expect("flow has audio");
+            let st = t.stats();
+            let first = st.first_arrival.expect("flow has audio");
+            if st.resyncs > 0 {
+                println!("{}: {k}: {} time line resyncs", pcap.display(), st.resyncs);
+            }
             (
                 k,
                 Recorded {
@@ -235,9 +239,13 @@ fn merge_and_check(
         let i = i as usize;
         let any = on(&pp[i]) || on(&pq[i]);
         assert_eq!(
-            seen[i], any,
-            "frame {i}: merged has it {} / legs {any}",
-            seen[i]
+            seen[i],
+            any,
+            "frame {i}: merged has it {} / legs {} {}; {:?}",
+            seen[i],
+            on(&pp[i]),
+            on(&pq[i]),
+            c.stats
         );
         let pos_ms = fp["start_ms"].as_f64().unwrap() + pp[i]["pos_ms"].as_f64().unwrap();
         let in_outage = outage_ms.is_some_and(|(a, b)| pos_ms >= a && pos_ms < b);
