@@ -1,7 +1,7 @@
 //! Mixed download cost: decode + align + mix + limit + encode + Ogg of a two-speaker call, as
 //! times-realtime on one core, against libopus encoding the same mixed PCM alone.
 //!
-//! `cargo bench -p benches --bench mix [-- SECONDS]` (default 300: five minutes of call,
+//! `cargo bench -p benches --bench mix [-- SECONDS]` (default 120: two minutes of call,
 //! which keeps the run under a minute; the rates are per second of audio, so they
 //! extrapolate linearly to an hour). Prints figures; not a criterion bench, because one
 //! iteration is a whole call of minutes, and criterion's sampling would take far longer
@@ -23,8 +23,9 @@ use media_core::mix::{mix, MixConfig, MixInput};
 use media_core::ogg::{OggOpusWriter, OpusHead};
 use media_core::transcode::{AudioFormat, Transcoder};
 
-/// Runs of each measurement; the fastest is reported (least disturbed by other load).
-const RUNS: usize = 3;
+/// Runs of each measurement; the fastest is reported (least disturbed by other load). Our
+/// pipeline and the reference alternate, so a change in the machine's load hits both.
+const RUNS: usize = 5;
 
 fn wav(name: &str) -> Vec<i16> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -69,6 +70,12 @@ fn track(pcm: &[i16], serial: u32) -> Vec<u8> {
     out
 }
 
+fn time(f: &mut impl FnMut()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
 fn best(mut f: impl FnMut()) -> Duration {
     (0..RUNS)
         .map(|_| {
@@ -84,7 +91,7 @@ fn main() {
     let seconds: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(120);
     // The fixture's two speakers (12 s each, already on the call's time line, taking
     // turns with some overlap), repeated to the call's length.
     let (a, b) = (wav("speech.A.wav"), wav("speech.B.wav"));
@@ -113,7 +120,7 @@ fn main() {
             ..MixConfig::default()
         };
         let mut out_len = 0;
-        let ours = best(|| {
+        let mut run_ours = || {
             let inputs = tracks
                 .iter()
                 .enumerate()
@@ -126,14 +133,14 @@ fn main() {
             let mut out = Vec::with_capacity(1 << 20);
             mix(inputs, "bench", &config, &mut out).unwrap();
             out_len = out.len();
-        });
+        };
         // The same mixed PCM at the coding rate (plain decimation for 16 kHz: the encoder's
         // cost does not depend on the aliasing that leaves).
         let step = (48_000 / rate) as usize;
         let pcm: Vec<i16> = mixed.iter().step_by(step).copied().collect();
         let bytes = l16(&pcm);
         let frame = (rate / 50) as usize * 2;
-        let reference = best(|| {
+        let mut run_reference = || {
             let mut t = Transcoder::with_complexity(
                 AudioFormat::L16 { rate, channels: 1 },
                 config.complexity,
@@ -144,7 +151,12 @@ fn main() {
                 t.push(chunk, |p, _| n += p.len());
             }
             std::hint::black_box(n);
-        });
+        };
+        let (mut ours, mut reference) = (Duration::MAX, Duration::MAX);
+        for _ in 0..RUNS {
+            ours = ours.min(time(&mut run_ours));
+            reference = reference.min(time(&mut run_reference));
+        }
         let xrt = |d: Duration| audio_s / d.as_secs_f64();
         println!(
             "| {} kHz | mix (decode 2 + mix + limit + encode + Ogg), {} bytes out | {:.2} s | {:.0}x | {:.2} |",

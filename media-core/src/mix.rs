@@ -189,13 +189,24 @@ fn serial_for(call_id: &str) -> u32 {
     h
 }
 
-/// Samples of 48 kHz for a non-negative time in ms, rounded to the nearest sample.
-fn ms_to_48k(ms: f64) -> u64 {
-    if ms.is_finite() && ms > 0.0 {
-        (ms * 48.0).round() as u64
+/// Longest call time line we mix: 24 hours at 48 kHz. Beyond it a track's position is
+/// corrupt (or hostile), not a call.
+const MAX_CALL_48K: u64 = 24 * 3600 * 48_000;
+
+/// Samples of 48 kHz for a time in ms on the call's time line, rounded to the nearest
+/// sample; negative or NaN is 0 (the call's start), beyond 24 hours a configuration error.
+fn ms_to_48k(ms: f64) -> Result<u64, MixError> {
+    let samples = if ms.is_finite() && ms > 0.0 {
+        (ms * 48.0).round()
+    } else if ms == f64::INFINITY {
+        f64::MAX
     } else {
-        0
+        0.0
+    };
+    if samples > MAX_CALL_48K as f64 {
+        return Err(MixError::Config("start_ms beyond 24 hours"));
     }
+    Ok(samples as u64)
 }
 
 /// Copies one track's packets bit-exact, behind silence up to its start on the call.
@@ -220,7 +231,7 @@ fn remux<R: Read, W: Write>(
     // still discards that many samples at the start (now from the prefix silence), and the
     // original packets' first sample lands at `offset - pre_skip + pre_skip` = the track's
     // start on the call.
-    let offset = ms_to_48k(input.start_ms);
+    let offset = ms_to_48k(input.start_ms)?;
     while let Some(p) = reader.next_packet()? {
         let at = offset + p.start;
         let written = writer.granule();
@@ -567,7 +578,7 @@ impl<R: Read> Track<R> {
         // Mono decoders: libopus downmixes a stereo stream itself, and every output channel
         // of the mix is a sum of whole participants.
         let decoder = Decoder::new(sr, Channels::Mono)?;
-        let offset = (ms_to_48k(input.start_ms) / factor) as i64;
+        let offset = (ms_to_48k(input.start_ms)? / factor) as i64;
         // OpusHead output gain is Q7.8 dB; our own files write 0.
         let head_gain = 10f32.powf(f32::from(head.output_gain) / (20.0 * 256.0));
         Ok(Track {
@@ -839,7 +850,7 @@ impl<R: Read> PacketReader<R> {
             let continued = flags & 0x01 != 0;
             let eos = flags & 0x04 != 0;
             self.split(segments, continued)?;
-            self.place(granule, eos);
+            self.place(granule, eos)?;
             if eos {
                 self.eof = true;
             }
@@ -940,22 +951,30 @@ impl<R: Read> PacketReader<R> {
     /// where the previous page ended is a gap (left silent); an earlier one is an overlap
     /// (a broken stream: we keep going from where we were). On the EOS page a granule short
     /// of the durations is end trimming.
-    fn place(&mut self, granule: u64, eos: bool) {
+    fn place(&mut self, granule: u64, eos: bool) -> Result<(), MixError> {
         if self.slots.is_empty() {
-            return;
+            return Ok(());
         }
         let total: u64 = self.slots.iter().map(|s| u64::from(s.samples)).sum();
         let mut pos = granule.saturating_sub(total).max(self.next_pos);
+        if pos > MAX_CALL_48K {
+            // A hostile or corrupt granule would otherwise have us encode years of silence.
+            return Err(MixError::Corrupt {
+                track: self.track,
+                reason: "granule beyond 24 hours",
+            });
+        }
         for s in &mut self.slots {
             s.start = pos;
             if eos {
-                s.samples = s.samples.min(granule.saturating_sub(pos) as u32);
+                s.samples = u64::from(s.samples).min(granule.saturating_sub(pos)) as u32;
             }
             pos += u64::from(s.samples);
         }
         self.next_pos = pos;
         // End trimming can leave nothing of a packet: not worth decoding.
         self.slots.retain(|s| s.samples > 0);
+        Ok(())
     }
 }
 
@@ -999,6 +1018,61 @@ mod tests {
             assert_eq!(l.gain(x.abs()), 1.0);
         }
         assert_eq!(l.min_gain, 1.0);
+    }
+
+    /// One second of silence packets as an Ogg Opus stream.
+    fn silent_track() -> Vec<u8> {
+        let head = OpusHead {
+            channels: 1,
+            pre_skip: 312,
+            input_sample_rate: 48_000,
+            output_gain: 0,
+        };
+        let mut w = OggOpusWriter::new(1, head, &[]);
+        opus::silence_fill(48_000, 1, |p, n| w.write_packet(p, n));
+        w.finish();
+        w.output().clone()
+    }
+
+    #[test]
+    fn absurd_positions_are_errors() {
+        for n in [1, 2] {
+            let inputs = (0..n)
+                .map(|_| MixInput {
+                    reader: io::Cursor::new(silent_track()),
+                    start_ms: 1e12,
+                    targeted: false,
+                })
+                .collect();
+            let err = mix(inputs, "x", &MixConfig::default(), io::sink()).unwrap_err();
+            assert!(matches!(err, MixError::Config(_)), "{err}");
+        }
+        // A granule jump of years on the second audio page: corrupt, not years of silence.
+        let mut ogg = silent_track();
+        let mut at = 0;
+        let mut page = 0;
+        while at < ogg.len() {
+            let segs = usize::from(ogg[at + 26]);
+            let body: usize = ogg[at + 27..at + 27 + segs]
+                .iter()
+                .map(|&l| usize::from(l))
+                .sum();
+            if page == 2 {
+                ogg[at + 6..at + 14].copy_from_slice(&(1u64 << 50).to_le_bytes());
+                ogg[at + 22..at + 26].fill(0);
+                let crc = OGG_CRC.checksum(&ogg[at..at + 27 + segs + body]);
+                ogg[at + 22..at + 26].copy_from_slice(&crc.to_le_bytes());
+            }
+            at += 27 + segs + body;
+            page += 1;
+        }
+        let inputs = vec![MixInput {
+            reader: io::Cursor::new(ogg),
+            start_ms: 0.0,
+            targeted: false,
+        }];
+        let err = mix(inputs, "x", &MixConfig::default(), io::sink()).unwrap_err();
+        assert!(matches!(err, MixError::Corrupt { track: 0, .. }), "{err}");
     }
 
     #[test]
