@@ -3,9 +3,7 @@
 //!
 //! `cargo bench -p benches --bench encode`. Prints figures (a steady-state rate, not a
 //! function timing): every stream is pushed one 20 ms payload per round, like a worker that
-//! owns many calls.
-
-use std::time::Instant;
+//! owns many calls. Timed in thread CPU time, so a loaded machine does not skew it.
 
 use media_core::transcode::{AudioFormat, Transcoder};
 
@@ -40,14 +38,15 @@ fn main() {
             .map(|_| Transcoder::with_complexity(format, complexity).unwrap())
             .collect();
         let mut bytes = 0usize;
-        let start = Instant::now();
-        for round in 0..seconds * 50 {
-            let payload = &payloads[round % payloads.len()];
-            for e in &mut encoders {
-                e.push(payload, |p, _| bytes += p.len());
+        let cpu = benches::cpu_timed(|| {
+            for round in 0..seconds * 50 {
+                let payload = &payloads[round % payloads.len()];
+                for e in &mut encoders {
+                    e.push(payload, |p, _| bytes += p.len());
+                }
             }
-        }
-        let cpu = start.elapsed().as_secs_f64();
+        })
+        .as_secs_f64();
         let realtime = (streams * seconds) as f64 / cpu;
         println!(
             "complexity {complexity}: {:.1} us per 20 ms frame, {:.0} streams per core in real time, {:.1} kbit/s",

@@ -52,6 +52,11 @@ pub struct TrackConfig {
     pub audio_level_id: Option<u8>,
     /// Speech segmentation settings (used when levels arrive).
     pub segmenter: SegmenterConfig,
+    /// libopus complexity for tracks transcoded from G.711/L16. This encoder runs on the
+    /// live path for every such speaker; 1 keeps hundreds of 16 kHz speakers per core
+    /// (`cargo bench -p benches --bench encode`) at a quality difference nobody hears on
+    /// telephone-band speech.
+    pub encoder_complexity: u8,
     /// Ogg bitstream serial number.
     pub serial: u32,
     /// Reorder window bounds.
@@ -77,6 +82,7 @@ impl TrackConfig {
             // The id browsers and most SBCs use; signaling overrides it.
             audio_level_id: Some(1),
             segmenter: SegmenterConfig::default(),
+            encoder_complexity: 1,
             serial: 1,
             reorder: ReorderConfig::default(),
             timeline: TimelineConfig::default(),
@@ -346,14 +352,16 @@ impl ParticipantTrack {
     fn lock(&mut self, pt: u8, format: Option<AudioFormat>) -> bool {
         match format {
             None => self.sink.stats.codec = "opus",
-            Some(format) => match Transcoder::new(format) {
-                Ok(t) => {
-                    self.sink.transcoder = Some(Box::new(t));
-                    self.sink.timeline.set_clock_rate(format.clock_rate());
-                    self.sink.stats.codec = format.name();
+            Some(format) => {
+                match Transcoder::with_complexity(format, self.config.encoder_complexity) {
+                    Ok(t) => {
+                        self.sink.transcoder = Some(Box::new(t));
+                        self.sink.timeline.set_clock_rate(format.clock_rate());
+                        self.sink.stats.codec = format.name();
+                    }
+                    Err(_) => return false,
                 }
-                Err(_) => return false,
-            },
+            }
         }
         self.config.payload_type = Some(pt);
         true
