@@ -25,4 +25,4 @@ for f in "$out"/*.ogg; do
   opusinfo "$f" | sed -n '/Playback length/p;/Pre-skip/p;/WARNING/p'
   ogginfo "$f" | grep -iE 'warning|error' || true
 done
-echo "Recording written to $out/ (one .ogg per participant, meta.json). Play with: opusdec $out/participant-1.ogg - | aplay, or any browser." >&2
+echo "Recording written to $out/: one .ogg per participant, mixed.ogg (everyone), segments.json (who spoke when), meta.json. Play with any browser or: opusdec $out/mixed.ogg - | aplay" >&2
