@@ -9,8 +9,12 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== fixtures" >&2
 bash fixtures/generate.sh fixtures/generated >&2
+bash fixtures/generate.sh --dual-long fixtures/generated >&2
 echo "== fmt, clippy" >&2
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests" >&2
 cargo test --workspace --locked
+# The one-hour dual-bot alignment check (800 ms offset, 100 ppm drift): two hours of packets,
+# so in release.
+cargo test --release --locked -p media-core --test merge -- --ignored
