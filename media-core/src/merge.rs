@@ -152,7 +152,7 @@ static OGG_CRC: crc::Crc<u32, crc::Table<16>> =
 struct Pkt {
     /// Start on the leg's track time line, 48 kHz samples from the track's first sample.
     pos: i64,
-    /// FNV-1a 64 of the payload.
+    /// [`payload_hash`] of the payload.
     hash: u64,
     /// Where the payload is in the leg's packet arena.
     off: usize,
@@ -165,7 +165,8 @@ struct Pkt {
 #[derive(Debug, Default)]
 struct LegData {
     channels: u8,
-    /// Payload bytes of every real packet, back to back.
+    /// The file's bytes (packets are used in place), then any packets that were split
+    /// across pages, assembled.
     arena: Vec<u8>,
     pkts: Vec<Pkt>,
     /// End of the track (silence included), 48 kHz samples.
@@ -178,7 +179,7 @@ impl LegData {
     }
 }
 
-/// FNV-1a 64: cheap, and the fixtures' truth uses the same hash, so tests can compare.
+/// FNV-1a 64, the fixtures' packet hash (truth `packets[].fnv`), for checks against them.
 pub fn fnv1a64(data: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in data {
@@ -204,25 +205,53 @@ pub fn is_silence(pkt: &[u8], samples_48k: u32, channels: u8) -> bool {
     count == 1 && same
 }
 
+/// The matching hash of a payload: 8 bytes at a time (a multiply-rotate mix in the manner of
+/// FxHash, finished with a murmur-style avalanche), several times faster than byte-wise
+/// FNV on 80-byte packets. Collisions only matter between packets of the two legs near the
+/// same time, where 64 bits make them negligible; the same-call count compares bytes.
+fn payload_hash(data: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = data.len() as u64;
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        let v = u64::from_le_bytes(w.try_into().expect("8-byte chunk"));
+        h = (h.rotate_left(5) ^ v).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
 /// Reads a whole Ogg Opus stream: checks page framing and CRCs, skips the two header
 /// packets, keeps the real audio packets with their positions.
-fn read_leg<R: Read>(mut r: R, leg: Leg) -> Result<LegData, MergeError> {
+fn read_leg<R: Read + Seek>(mut r: R, leg: Leg) -> Result<LegData, MergeError> {
     let bad = |reason| MergeError::Ogg { leg, reason };
-    let mut buf = Vec::new();
+    // One read into a buffer of the right size: growing it by doubling would copy the file
+    // several times (an hour is ~15 MB).
+    let here = r.stream_position()?;
+    let len = r.seek(std::io::SeekFrom::End(0))?.saturating_sub(here);
+    r.seek(std::io::SeekFrom::Start(here))?;
+    let mut buf = Vec::with_capacity(len as usize + 4096);
     r.read_to_end(&mut buf)?;
+    let file_len = buf.len();
     let mut d = LegData {
-        arena: Vec::with_capacity(buf.len()),
-        pkts: Vec::with_capacity(buf.len() / 64),
+        pkts: Vec::with_capacity(file_len / 64),
         ..LegData::default()
     };
-    // Packets may continue across pages; they are assembled in `partial`.
+    // Packets are used in place in `buf`; the rare packet continued across pages is
+    // assembled in `partial` and then appended past the end of the file data.
     let mut partial: Vec<u8> = Vec::new();
     let mut packet_no = 0u64;
     let mut at = 0usize;
     let mut serial = None;
     let mut pos = 0i64;
-    while at < buf.len() {
-        let h = buf.get(at..at + 27).ok_or(bad("truncated page header"))?;
+    while at < file_len {
+        // A leg cut short (a killed recorder) keeps every page before the cut: a truncated
+        // last page ends the leg rather than failing the merge.
+        let Some(h) = buf.get(at..at + 27) else { break };
         if &h[..4] != b"OggS" || h[4] != 0 {
             return Err(bad("bad page capture pattern or version"));
         }
@@ -230,36 +259,46 @@ fn read_leg<R: Read>(mut r: R, leg: Leg) -> Result<LegData, MergeError> {
         if *serial.get_or_insert(page_serial) != page_serial {
             return Err(bad("more than one logical stream"));
         }
-        let nseg = usize::from(h[26]);
-        let lacing = buf
-            .get(at + 27..at + 27 + nseg)
-            .ok_or(bad("truncated lacing"))?;
-        let body_len: usize = lacing.iter().map(|&l| usize::from(l)).sum();
-        let page_end = at + 27 + nseg + body_len;
-        let page = buf.get(at..page_end).ok_or(bad("truncated page body"))?;
         let want = u32::from_le_bytes([h[22], h[23], h[24], h[25]]);
+        let nseg = usize::from(h[26]);
+        let lacing_at = at + 27;
+        if lacing_at + nseg > file_len {
+            break;
+        }
+        let body_len: usize = buf[lacing_at..lacing_at + nseg]
+            .iter()
+            .map(|&l| usize::from(l))
+            .sum();
+        let page_end = lacing_at + nseg + body_len;
+        if page_end > file_len {
+            break;
+        }
         let mut digest = OGG_CRC.digest();
-        digest.update(&page[..22]);
+        digest.update(&buf[at..at + 22]);
         digest.update(&[0; 4]);
-        digest.update(&page[26..]);
+        digest.update(&buf[at + 26..page_end]);
         if digest.finalize() != want {
             return Err(bad("page CRC mismatch"));
         }
-        let mut body_at = at + 27 + nseg;
+        let mut body_at = lacing_at + nseg;
         let mut seg_start = body_at;
-        for &l in lacing {
+        for s in 0..nseg {
+            let l = buf[lacing_at + s];
             body_at += usize::from(l);
             if l == 255 {
                 continue;
             }
-            // A packet ends here. Most lie inside one page and are used in place.
-            let piece = &buf[seg_start..body_at];
-            let pkt: &[u8] = if partial.is_empty() {
-                piece
+            // A packet ends here.
+            let (off, plen) = if partial.is_empty() {
+                (seg_start, body_at - seg_start)
             } else {
-                partial.extend_from_slice(piece);
-                &partial
+                partial.extend_from_slice(&buf[seg_start..body_at]);
+                let off = buf.len();
+                buf.extend_from_slice(&partial);
+                partial.clear();
+                (off, buf.len() - off)
             };
+            let pkt = &buf[off..off + plen];
             match packet_no {
                 0 => {
                     if pkt.len() < 19 || &pkt[..8] != b"OpusHead" {
@@ -278,18 +317,16 @@ fn read_leg<R: Read>(mut r: R, leg: Leg) -> Result<LegData, MergeError> {
                     if !is_silence(pkt, dur, d.channels) {
                         d.pkts.push(Pkt {
                             pos,
-                            hash: fnv1a64(pkt),
-                            off: d.arena.len(),
-                            len: pkt.len() as u32,
+                            hash: payload_hash(pkt),
+                            off,
+                            len: plen as u32,
                             dur,
                         });
-                        d.arena.extend_from_slice(pkt);
                     }
                     pos += i64::from(dur);
                 }
             }
             packet_no += 1;
-            partial.clear();
             seg_start = body_at;
         }
         // A packet left open continues on the next page.
@@ -300,6 +337,7 @@ fn read_leg<R: Read>(mut r: R, leg: Leg) -> Result<LegData, MergeError> {
         return Err(bad("missing Opus headers"));
     }
     d.end = pos;
+    d.arena = buf;
     Ok(d)
 }
 
@@ -326,8 +364,34 @@ fn sorted_keys(d: &LegData) -> Vec<(u64, i64, u32)> {
         .enumerate()
         .map(|(i, p)| (p.hash, p.pos, i as u32))
         .collect();
-    keys.sort_unstable();
+    radix_sort_by_hash(&mut keys);
     keys
+}
+
+/// Stable LSD radix sort on the hash, four 16-bit digits. The keys come in position order,
+/// so the result is sorted by (hash, position); about three times faster than a
+/// comparison sort on an hour of packets, and the sort was the largest part of alignment.
+fn radix_sort_by_hash(v: &mut Vec<(u64, i64, u32)>) {
+    let mut tmp = v.clone();
+    let mut offsets = vec![0usize; 1 << 16];
+    for pass in 0..4 {
+        let shift = 16 * pass;
+        let digit = |e: &(u64, i64, u32)| ((e.0 >> shift) & 0xffff) as usize;
+        offsets.fill(0);
+        for e in v.iter() {
+            offsets[digit(e)] += 1;
+        }
+        let mut sum = 0;
+        for o in offsets.iter_mut() {
+            (*o, sum) = (sum, sum + *o);
+        }
+        for e in v.iter() {
+            let d = digit(e);
+            tmp[offsets[d]] = *e;
+            offsets[d] += 1;
+        }
+        std::mem::swap(v, &mut tmp);
+    }
 }
 
 /// The alignment: for each paired packet, the offset (48 kHz samples) that moves it onto
@@ -976,6 +1040,38 @@ mod tests {
                 reason: "page CRC mismatch"
             })
         ));
+    }
+
+    #[test]
+    fn radix_sort_sorts_by_hash_then_position() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut v: Vec<(u64, i64, u32)> = (0..5000)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Few distinct hashes, so equal keys must keep their position order.
+                (x % 97 * 0x0101_0101_0101_0101, i as i64, i)
+            })
+            .collect();
+        let mut want = v.clone();
+        want.sort();
+        radix_sort_by_hash(&mut v);
+        assert_eq!(v, want);
+    }
+
+    #[test]
+    fn a_leg_cut_mid_page_keeps_what_came_before() {
+        let full = leg(&slots(1, 200, |_| false));
+        let cut = &full[..full.len() - 100];
+        let d = read_leg(Cursor::new(cut), Leg::Paired).unwrap();
+        // Pages of one second: the cut loses the last page (the final 50 frames or fewer).
+        assert!(
+            d.pkts.len() >= 150 && d.pkts.len() < 200,
+            "{}",
+            d.pkts.len()
+        );
+        assert_eq!(d.pkts[10].pos, 10 * 960);
     }
 
     #[test]
