@@ -349,13 +349,15 @@ fn a_paired_leg_of_another_call_is_rejected() {
 }
 
 /// The hour: +800 ms offset, 100 ppm drift, 5% independent loss. Needs
-/// `fixtures/generate.sh --dual-long`; slow in a debug build (two hours of packets through
+/// `fixtures/generate.sh --dual-long` (fixtures/generated/long/); slow in a debug build (two hours of packets through
 /// the recorder), so run it with `cargo test --release -p media-core --test merge --
 /// --ignored`.
 #[test]
 #[ignore = "needs the dual-long fixtures; run in release"]
 fn an_hour_with_offset_and_drift_stays_aligned_to_the_frame() {
-    let Some(dir) = generated() else { return };
+    let Some(dir) = generated().map(|d| d.join("long")) else {
+        return;
+    };
     if !dir.join("dual-long-primary.truth.json").exists() {
         eprintln!("note: no dual-long fixtures (fixtures/generate.sh --dual-long); skipped");
         return;
