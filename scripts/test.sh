@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== fixtures" >&2
 bash fixtures/generate.sh fixtures/generated >&2
-bash fixtures/generate.sh --dual-long fixtures/generated >&2
+bash fixtures/generate.sh --dual-long >&2   # into fixtures/generated/long/
 echo "== fmt, clippy" >&2
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -69,6 +69,12 @@ fn truths() -> Vec<(PathBuf, Truth)> {
             .collect();
         paths.sort();
         for p in paths {
+            // The hour-long dual legs are checked by media-core's merge test, in release.
+            if p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("dual-long"))
+            {
+                continue;
+            }
             let t: Truth = serde_json::from_slice(&std::fs::read(&p).unwrap())
                 .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             out.push((dir.clone(), t));
