@@ -85,12 +85,7 @@ fn truths() -> Vec<(PathBuf, Truth)> {
 }
 
 fn fnv64(data: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", media_core::merge::fnv1a64(data))
 }
 
 /// Reads an Ogg Opus file: (channels, pre-skip, audio packets, final granule).
@@ -294,7 +289,7 @@ fn check_fixture(dir: &Path, truth: &Truth) {
         let mut ours = Vec::new();
         for pkt in &packets {
             let samples = media_core::opus::packet_samples_48k(pkt).unwrap() as u64;
-            if !is_silence(pkt, channels) {
+            if !media_core::merge::is_silence(pkt, samples as u32, channels) {
                 ours.push((pos as f64 / 48.0, fnv64(pkt)));
             }
             pos += samples;
@@ -453,15 +448,6 @@ fn segment_scores(truth: &[[f64; 2]], ours: &[[f64; 2]], from: f64, to: f64) -> 
     errors.sort_by(f64::total_cmp);
     let median = errors.get(errors.len() / 2).copied().unwrap_or(0.0);
     (agree as f64 / frames.max(1) as f64, median)
-}
-
-/// Whether `pkt` is one of media-core's gap-filling silence packets: filling exactly its own
-/// duration yields exactly this packet.
-fn is_silence(pkt: &[u8], channels: u8) -> bool {
-    let n = media_core::opus::packet_samples_48k(pkt).unwrap() as u64;
-    let mut fill = Vec::new();
-    media_core::opus::silence_fill(n, channels, |p, _| fill.push(p.to_vec()));
-    fill.len() == 1 && fill[0] == pkt
 }
 
 fn tempdir(name: &str) -> PathBuf {

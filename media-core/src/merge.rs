@@ -12,7 +12,7 @@
 //! legs into memory once, aligns them with sorted hash tables (no hashing containers, no
 //! per-packet allocation), and writes the result with [`OggOpusWriter`].
 
-use crate::ogg::{OggOpusWriter, OpusHead};
+use crate::ogg::{OggOpusWriter, OpusHead, OGG_CRC};
 use crate::opus;
 use crate::recording::PRE_SKIP;
 use crate::time::format_rfc3339;
@@ -131,21 +131,6 @@ const REANCHOR_CONFIRM: u32 = 4;
 const UNPLACED: i64 = i64::MIN;
 /// Output is handed to the writer in chunks of about this size.
 const WRITE_CHUNK: usize = 64 * 1024;
-
-/// The Ogg page CRC (RFC 3533): CRC-32, polynomial 0x04c11db7, init 0, no reflection, no
-/// final xor. The same algorithm as the writer's, which keeps its table private.
-const OGG_CRC_ALGORITHM: crc::Algorithm<u32> = crc::Algorithm {
-    width: 32,
-    poly: 0x04c1_1db7,
-    init: 0,
-    refin: false,
-    refout: false,
-    xorout: 0,
-    check: 0x89a1_897f,
-    residue: 0,
-};
-static OGG_CRC: crc::Crc<u32, crc::Table<16>> =
-    crc::Crc::<u32, crc::Table<16>>::new(&OGG_CRC_ALGORITHM);
 
 /// A real (non-silence) packet of a leg.
 #[derive(Debug, Clone, Copy)]

@@ -16,7 +16,7 @@ use std::io::{self, Read, Seek, Write};
 use audiopus::coder::{Decoder, Encoder};
 use audiopus::{Application, Bitrate, Channels, SampleRate};
 
-use crate::ogg::{OggOpusWriter, OpusHead};
+use crate::ogg::{OggOpusWriter, OpusHead, OGG_CRC};
 use crate::opus;
 
 /// How the mix is encoded.
@@ -136,20 +136,6 @@ const LIMIT: f32 = 0.891_250_9;
 /// Limiter release time constant. 100 ms recovers within a syllable without audible
 /// pumping; the attack is instantaneous because there is no look-ahead.
 const RELEASE_S: f32 = 0.1;
-
-/// The Ogg page CRC (RFC 3533: CRC-32, poly 0x04c11db7, MSB first, init 0, no final xor);
-/// the same algorithm as `crate::ogg`'s writer, checked there against the `ogg` crate. One
-/// page a second per track: the plain byte table is plenty.
-const OGG_CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::Algorithm {
-    width: 32,
-    poly: 0x04c1_1db7,
-    init: 0,
-    refin: false,
-    refout: false,
-    xorout: 0,
-    check: 0x89a1_897f,
-    residue: 0,
-});
 
 /// Decodes every track, aligns them on the call's time line, mixes them with headroom and a
 /// look-ahead-free peak limiter, encodes Opus (VoIP, 20 ms frames) and writes the Ogg Opus

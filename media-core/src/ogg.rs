@@ -35,7 +35,7 @@ const OGG_CRC_ALGORITHM: crc::Algorithm<u32> = crc::Algorithm {
 
 /// Sixteen-way sliced tables: the CRC is the only per-byte work on a page besides the copy,
 /// and slicing makes it several times faster than the byte-at-a-time table for 4 KiB pages.
-static OGG_CRC: crc::Crc<u32, crc::Table<16>> =
+pub(crate) static OGG_CRC: crc::Crc<u32, crc::Table<16>> =
     crc::Crc::<u32, crc::Table<16>>::new(&OGG_CRC_ALGORITHM);
 
 /// Header type flag: first page of the logical bitstream.
