@@ -53,9 +53,9 @@ pub struct TrackConfig {
     /// Speech segmentation settings (used when levels arrive).
     pub segmenter: SegmenterConfig,
     /// libopus complexity for tracks transcoded from G.711/L16. This encoder runs on the
-    /// live path for every such speaker; 1 keeps hundreds of 16 kHz speakers per core
-    /// (`cargo bench -p benches --bench encode`) at a quality difference nobody hears on
-    /// telephone-band speech.
+    /// live path for every such speaker: 0 encodes about 420 concurrent 16 kHz speakers per
+    /// core, 1 about 370, 5 about 180 (`cargo bench -p benches --bench encode`); at 32 kbit/s
+    /// wideband the difference is not one a reviewer of a call recording hears.
     pub encoder_complexity: u8,
     /// Ogg bitstream serial number.
     pub serial: u32,
@@ -82,7 +82,7 @@ impl TrackConfig {
             // The id browsers and most SBCs use; signaling overrides it.
             audio_level_id: Some(1),
             segmenter: SegmenterConfig::default(),
-            encoder_complexity: 1,
+            encoder_complexity: 0,
             serial: 1,
             reorder: ReorderConfig::default(),
             timeline: TimelineConfig::default(),
