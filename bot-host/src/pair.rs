@@ -242,6 +242,7 @@ pub fn replay_pair(opts: &PairOptions) -> Result<PairSummary> {
             file: Some(file),
             start_ms: *start_ms,
             level_segments: None,
+            duration_ms: None,
         })
         .collect();
     let sources = write_segments(&merged_dir, &outs)?;

@@ -532,6 +532,9 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary> {
             file: t.file.as_deref(),
             start_ms: t.start_ms,
             level_segments: slot.track.segments(),
+            duration_ms: Some(samples48_to_ms(
+                t.stats.samples.saturating_sub(PRE_SKIP as u64),
+            )),
         })
         .collect();
     let segments = write_segments(&opts.out, &outs)?;
@@ -572,6 +575,8 @@ pub(crate) struct TrackOut<'a> {
     pub start_ms: f64,
     /// Segments found online from RFC 6464 levels (track time line), if the sender sent them.
     pub level_segments: Option<&'a [Segment]>,
+    /// Playable duration, ms, where known.
+    pub duration_ms: Option<f64>,
 }
 
 /// Writes `segments.json`: every participant's speech on the call's time line, ordered by
@@ -635,6 +640,23 @@ pub(crate) fn write_mix(
         return Ok(serde_json::Value::Null);
     }
     let path = dir.join("mixed.ogg");
+    let audible: Vec<&TrackOut<'_>> = tracks.iter().filter(|t| t.file.is_some()).collect();
+    if let [only] = audible.as_slice() {
+        if only.start_ms == 0.0 && targeted.is_none() {
+            // One participant from the call's start: the mix is that track, bit for bit.
+            let file = only.file.unwrap_or_default();
+            std::fs::copy(dir.join(file), &path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            return Ok(json!({
+                "file": "mixed.ogg",
+                "duration_ms": only.duration_ms.map(round_ms),
+                "tracks": 1,
+                "remuxed": true,
+                "copy_of": file,
+                "stereo_split": null,
+            }));
+        }
+    }
     let out = BufWriter::new(
         File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
     );
