@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bot_host::pair::{replay_pair, PairOptions};
+use bot_host::pair::{replay_pair, PairOptions, PairSummary};
 
 fn generated(name: &str) -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,6 +25,26 @@ fn tempdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("bot-host-paired-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
+}
+
+fn pair(
+    primary: PathBuf,
+    paired: PathBuf,
+    name: &str,
+    targeted: Option<&str>,
+) -> (PathBuf, PairSummary) {
+    let out = tempdir(name);
+    let summary = replay_pair(&PairOptions {
+        primary,
+        paired,
+        out: out.clone(),
+        keys: Vec::new(),
+        paired_keys: Vec::new(),
+        call_id: Some(name.into()),
+        targeted: targeted.map(String::from),
+    })
+    .unwrap();
+    (out, summary)
 }
 
 fn opusinfo_clean(file: &Path) {
@@ -50,17 +70,7 @@ fn dual_legs_merge_into_one_recording() {
     ) else {
         return;
     };
-    let out = tempdir("dual");
-    let summary = replay_pair(&PairOptions {
-        primary,
-        paired,
-        out: out.clone(),
-        keys: Vec::new(),
-        paired_keys: Vec::new(),
-        call_id: Some("dual".into()),
-        targeted: Some("participant-1".into()),
-    })
-    .unwrap();
+    let (out, summary) = pair(primary, paired, "dual", Some("participant-1"));
     assert!(summary.problems.is_empty(), "{:?}", summary.problems);
     assert_eq!(summary.merged.len(), 2);
     for leg in ["primary", "paired", "merged"] {
@@ -111,17 +121,7 @@ fn a_leg_of_another_call_is_rejected() {
     ) else {
         return;
     };
-    let out = tempdir("foreign");
-    let summary = replay_pair(&PairOptions {
-        primary,
-        paired,
-        out: out.clone(),
-        keys: Vec::new(),
-        paired_keys: Vec::new(),
-        call_id: Some("foreign".into()),
-        targeted: None,
-    })
-    .unwrap();
+    let (out, summary) = pair(primary, paired, "foreign", None);
     assert!(summary.merged.is_empty());
     assert!(
         summary.problems.iter().any(|p| p.contains("another call")),

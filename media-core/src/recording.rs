@@ -279,14 +279,14 @@ impl ParticipantTrack {
             return;
         };
         let seq = source.seq.unwrap(packet.sequence);
+        let level = self
+            .config
+            .audio_level_id
+            .and_then(|id| packet.audio_level(id));
         match source.reorder.admit(seq) {
             Admission::Deliver => {
                 if audio {
                     let ts = source.ts.unwrap(packet.timestamp);
-                    let level = self
-                        .config
-                        .audio_level_id
-                        .and_then(|id| packet.audio_level(id));
                     self.sink
                         .emit(&self.config, ts, now, packet.payload(), level);
                 }
@@ -299,10 +299,7 @@ impl ParticipantTrack {
                 if let Some(held) = source.reorder.insert(seq, now) {
                     held.ts = packet.timestamp;
                     held.audio = audio;
-                    held.level = self
-                        .config
-                        .audio_level_id
-                        .and_then(|id| packet.audio_level(id));
+                    held.level = level;
                     held.payload.clear();
                     if audio {
                         held.payload.extend_from_slice(packet.payload());
