@@ -102,6 +102,17 @@ fn verify_recording(dir: &Path) -> Result<Vec<String>> {
             check.pages
         ));
     }
+    if let Some(file) = meta["mixed"]["file"].as_str() {
+        let path = dir.join(file);
+        let check = verify_track(&path).with_context(|| format!("{}", path.display()))?;
+        lines.push(format!(
+            "{}: mixed: ok, {:.3} s, {} packets in {} pages",
+            path.display(),
+            check.duration_ms / 1000.0,
+            check.packets,
+            check.pages
+        ));
+    }
     Ok(lines)
 }
 
@@ -132,24 +143,85 @@ fn verify_track(path: &Path) -> Result<TrackCheck> {
         packets += 1;
         if p.last_in_page() {
             pages += 1;
-            // RFC 7845: the granule counts every decoded sample, pre-skip included.
+            // RFC 7845: the granule counts every decoded sample, pre-skip included; only the
+            // last page may stop short of it (end trimming, less than one packet).
+            let granule = p.absgp_page();
+            let trimmed = p.last_in_stream() && granule <= samples && samples - granule < n;
             ensure!(
-                p.absgp_page() == samples,
-                "page granule {} but {} samples decoded",
-                p.absgp_page(),
-                samples
+                granule == samples || trimmed,
+                "page granule {granule} but {samples} samples decoded"
             );
-            last_page = Some(p.absgp_page());
+            last_page = Some(granule);
         }
         eos = p.last_in_stream();
     }
     if !eos {
         bail!("no end-of-stream page (recording cut short?)");
     }
-    ensure!(last_page.is_some(), "no audio pages");
+    let Some(last) = last_page else {
+        bail!("no audio pages");
+    };
     Ok(TrackCheck {
         pages,
         packets,
-        duration_ms: samples.saturating_sub(pre_skip) as f64 / 48.0,
+        duration_ms: last.saturating_sub(pre_skip) as f64 / 48.0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use media_core::ogg::{OggOpusWriter, OpusHead};
+
+    /// A recording directory with one 2 s track written by media-core's writer.
+    fn recording(name: &str) -> (PathBuf, Vec<u8>) {
+        let dir = std::env::temp_dir().join(format!("verify-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let head = OpusHead {
+            channels: 1,
+            pre_skip: 312,
+            input_sample_rate: 48_000,
+            output_gain: 0,
+        };
+        let mut w = OggOpusWriter::new(7, head, &[("PARTICIPANT", "p")]);
+        for _ in 0..100 {
+            w.write_packet(&[0xF8, 0xFF, 0xFE], 960);
+        }
+        w.finish();
+        let bytes = w.output().clone();
+        std::fs::write(dir.join("p.ogg"), &bytes).unwrap();
+        let meta = serde_json::json!({
+            "tracks": [{ "participant": "p", "file": "p.ogg", "duration_ms": (96_000.0 - 312.0) / 48.0 }]
+        });
+        std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
+        (dir, bytes)
+    }
+
+    #[test]
+    fn a_good_recording_verifies() {
+        let (dir, _) = recording("good");
+        let lines = verify_recording(&dir).unwrap();
+        assert!(lines[0].contains("ok, 1.994 s, 100 packets"), "{lines:?}");
+    }
+
+    #[test]
+    fn damage_is_found() {
+        // A flipped byte (CRC), a cut file (no EOS), a meta.json that lies about duration.
+        let (dir, bytes) = recording("flip");
+        let mut flipped = bytes.clone();
+        let at = flipped.len() - 2;
+        flipped[at] ^= 0x40;
+        std::fs::write(dir.join("p.ogg"), &flipped).unwrap();
+        assert!(verify_recording(&dir).is_err());
+
+        std::fs::write(dir.join("p.ogg"), &bytes[..bytes.len() - 20]).unwrap();
+        assert!(verify_recording(&dir).is_err());
+
+        std::fs::write(dir.join("p.ogg"), &bytes).unwrap();
+        let meta = serde_json::json!({ "tracks": [{ "participant": "p", "file": "p.ogg", "duration_ms": 5000.0 }] });
+        std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
+        let err = verify_recording(&dir).unwrap_err().to_string();
+        assert!(err.contains("meta.json says"), "{err}");
+    }
 }
