@@ -3,10 +3,9 @@
 //! `ParticipantTrack`, the legs of each participant are merged, and the merged file is read
 //! back with the `ogg` crate and compared with the truth packet by packet.
 
+mod common;
+
 use media_core::merge::{merge_legs, LegTrack, MergeError, MergeStats};
-use media_core::recording::{ParticipantTrack, TrackConfig};
-use media_core::time::Micros;
-use pcap_parser::{create_reader, PcapBlockOwned, PcapError};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -35,71 +34,25 @@ struct Recorded {
     start_unix_ms: f64,
 }
 
-/// Records every UDP flow of a capture as the recorder does: datagrams in capture order,
-/// `now` = capture time, timers driven, then finished. Keyed by "src->dst".
+/// Every UDP flow of a capture recorded as the recorder does, keyed by "src->dst".
 fn record(pcap: &Path) -> BTreeMap<String, Recorded> {
-    let file = std::fs::File::open(pcap).unwrap();
-    let mut reader = create_reader(1 << 20, file).unwrap();
-    let mut tracks: BTreeMap<String, ParticipantTrack> = BTreeMap::new();
-    let mut outputs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut buf = Vec::new();
-    loop {
-        match reader.next() {
-            Ok((consumed, block)) => {
-                if let PcapBlockOwned::Legacy(b) = block {
-                    let now = Micros(u64::from(b.ts_sec) * 1_000_000 + u64::from(b.ts_usec));
-                    let sliced = etherparse::SlicedPacket::from_ethernet(b.data).unwrap();
-                    let Some(etherparse::NetSlice::Ipv4(ip)) = &sliced.net else {
-                        panic!("dual fixtures are IPv4")
-                    };
-                    let Some(etherparse::TransportSlice::Udp(udp)) = &sliced.transport else {
-                        panic!("dual fixtures are UDP")
-                    };
-                    let key = format!(
-                        "{}:{}->{}:{}",
-                        ip.header().source_addr(),
-                        udp.source_port(),
-                        ip.header().destination_addr(),
-                        udp.destination_port()
-                    );
-                    let t = tracks
-                        .entry(key.clone())
-                        .or_insert_with(|| ParticipantTrack::new(TrackConfig::new("dual", &key)));
-                    if t.poll_timeout().is_some_and(|at| at <= now) {
-                        t.handle_timeout(now);
-                    }
-                    buf.clear();
-                    buf.extend_from_slice(udp.payload());
-                    t.handle_datagram(now, &mut buf);
-                    let o = t.output();
-                    outputs.entry(key).or_default().extend_from_slice(o);
-                    o.clear();
-                }
-                reader.consume(consumed);
-            }
-            Err(PcapError::Eof) => break,
-            Err(PcapError::Incomplete(_)) => reader.refill().unwrap(),
-            Err(e) => panic!("{}: {e:?}", pcap.display()),
-        }
-    }
-    tracks
+    common::record_capture(pcap)
         .into_iter()
-        .map(|(k, mut t)| {
-            t.finish();
-            let mut ogg = outputs.remove(&k).unwrap_or_default();
-            ogg.extend_from_slice(t.output());
-            let st = t.stats();
-            let first = st.first_arrival.expect("flow has audio");
-            if st.resyncs > 0 {
-                println!("{}: {k}: {} time line resyncs", pcap.display(), st.resyncs);
+        .map(|f| {
+            if f.stats.resyncs > 0 {
+                println!(
+                    "{}: {}: {} time line resyncs",
+                    pcap.display(),
+                    f.key,
+                    f.stats.resyncs
+                );
             }
-            (
-                k,
-                Recorded {
-                    ogg,
-                    start_unix_ms: first.0 as f64 / 1000.0,
-                },
-            )
+            let first = f.stats.first_arrival.expect("flow has audio");
+            let recorded = Recorded {
+                ogg: f.ogg,
+                start_unix_ms: first.0 as f64 / 1000.0,
+            };
+            (f.key, recorded)
         })
         .collect()
 }

@@ -3,7 +3,8 @@
 //! the `ogg` crate and libopus and checked by `opusinfo`/`ogginfo`, against the fixture's
 //! truth (turns on the call's time line) and its source WAVs.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,8 +13,6 @@ use audiopus::coder::{Decoder, Encoder};
 use audiopus::{Application, Bitrate, Channels, SampleRate};
 use media_core::mix::{mix, MixConfig, MixInput, MixStats};
 use media_core::ogg::{OggOpusWriter, OpusHead};
-use media_core::recording::{ParticipantTrack, TrackConfig};
-use media_core::time::Micros;
 
 /// Counts allocations of the current thread only, so the tests running beside the one that
 /// measures do not skew its count.
@@ -64,56 +63,18 @@ struct Recorded {
     start_ms: f64,
 }
 
-/// A UDP flow: source address, source port, destination port.
-type Flow = (Vec<u8>, u16, u16);
-
 /// Records every UDP flow of a pcap as a participant track, in memory, the way `bot-host
 /// replay` does (a flow = a participant, `now` = capture time, start = first packet written
 /// relative to the call's first).
 fn record(pcap: &str) -> Vec<Recorded> {
-    use etherparse::{SlicedPacket, TransportSlice};
-    let data = std::fs::read(fixture(pcap)).unwrap();
-    let capture = pcap_parser::PcapCapture::from_file(&data).unwrap();
-    let mut tracks: BTreeMap<Flow, (ParticipantTrack, Vec<u8>)> = BTreeMap::new();
-    let mut buf = Vec::new();
-    for block in &capture.blocks {
-        let now = Micros(u64::from(block.ts_sec) * 1_000_000 + u64::from(block.ts_usec));
-        let sliced = SlicedPacket::from_ethernet(block.data).unwrap();
-        let Some(TransportSlice::Udp(udp)) = &sliced.transport else {
-            continue;
-        };
-        let src = match &sliced.net {
-            Some(etherparse::NetSlice::Ipv4(ip)) => ip.header().source().to_vec(),
-            _ => continue,
-        };
-        let key = (src, udp.source_port(), udp.destination_port());
-        let n = tracks.len();
-        let (track, out) = tracks.entry(key).or_insert_with(|| {
-            let mut c = TrackConfig::new("clean", format!("participant-{}", n + 1));
-            c.serial = n as u32 + 1;
-            (ParticipantTrack::new(c), Vec::new())
-        });
-        if track.poll_timeout().is_some_and(|t| t <= now) {
-            track.handle_timeout(now);
-        }
-        buf.clear();
-        buf.extend_from_slice(udp.payload());
-        track.handle_datagram(now, &mut buf);
-        out.append(track.output());
-    }
-    let mut recorded: Vec<(Vec<u8>, Micros)> = Vec::new();
-    for (_, (mut track, mut out)) in tracks {
-        track.finish();
-        out.append(track.output());
-        let first = track.stats().first_arrival.expect("audio");
-        recorded.push((out, first));
-    }
-    let call_start = recorded.iter().map(|r| r.1).min().unwrap();
-    recorded
+    let flows = common::record_capture(&fixture(pcap));
+    let first = |f: &common::RecordedFlow| f.stats.first_arrival.expect("audio");
+    let call_start = flows.iter().map(first).min().unwrap();
+    flows
         .into_iter()
-        .map(|(ogg, first)| Recorded {
-            ogg,
-            start_ms: first.saturating_since(call_start).0 as f64 / 1000.0,
+        .map(|f| Recorded {
+            start_ms: first(&f).saturating_since(call_start).0 as f64 / 1000.0,
+            ogg: f.ogg,
         })
         .collect()
 }
