@@ -8,8 +8,12 @@
 //! than what it measures.
 //!
 //! References, same PCM, same rate, bitrate (32 kbit/s), complexity (5) and application:
-//! - `libopus`: the mixed PCM pushed through `media_core::transcode` as L16 (libopus VoIP
-//!   encode with a copy into a 20 ms frame buffer: libopus alone, in-process);
+//! - `libopus encode alone`: the mixed PCM pushed through `media_core::transcode` as L16
+//!   (libopus VoIP encode with a copy into a 20 ms frame buffer, in-process). The mix does
+//!   more codec work than this: it must also decode every track.
+//! - `libopus decode 2 + encode`: the same codec work as the mix, done by libopus alone: both
+//!   tracks' Opus packets decoded (straight from memory, no Ogg), summed, encoded. The ratio to
+//!   it is the cost of our pipeline itself (Ogg reading and writing, alignment, limiter);
 //! - `opusenc`: the mixed PCM written to a WAV and encoded by `opusenc --comp 5
 //!   --framesize 20 --bitrate 32` (process start and WAV reading included; skipped if
 //!   opus-tools is not installed).
@@ -46,7 +50,7 @@ fn l16(pcm: &[i16]) -> Vec<u8> {
 
 /// A participant track: 48 kHz mono speech encoded by libopus (32 kbit/s, VoIP, 20 ms) into
 /// Ogg Opus, like a recorded sender's.
-fn track(pcm: &[i16], serial: u32) -> Vec<u8> {
+fn track(pcm: &[i16], serial: u32) -> (Vec<u8>, Vec<Vec<u8>>) {
     let mut t = Transcoder::new(AudioFormat::L16 {
         rate: 48_000,
         channels: 1,
@@ -60,14 +64,56 @@ fn track(pcm: &[i16], serial: u32) -> Vec<u8> {
     };
     let mut w = OggOpusWriter::new(serial, head, &[]);
     let mut out = Vec::new();
+    let mut packets = Vec::new();
     for chunk in l16(pcm).chunks(1920) {
-        t.push(chunk, |p, n| w.write_packet(p, n));
+        t.push(chunk, |p, n| {
+            packets.push(p.to_vec());
+            w.write_packet(p, n)
+        });
         out.append(w.output());
     }
-    t.flush(|p, n| w.write_packet(p, n));
+    t.flush(|p, n| {
+        packets.push(p.to_vec());
+        w.write_packet(p, n)
+    });
     w.finish();
     out.append(w.output());
-    out
+    (out, packets)
+}
+
+/// libopus alone doing the mix's codec work: decode both packet streams at `rate`, sum with
+/// the mixer's headroom, encode (VoIP, same bitrate and complexity).
+fn decode_mix_encode(packets: [&[Vec<u8>]; 2], rate: u32, complexity: u8) -> usize {
+    use audiopus::coder::{Decoder, Encoder};
+    use audiopus::{Application, Bitrate, Channels, SampleRate};
+    let sr = match rate {
+        16_000 => SampleRate::Hz16000,
+        48_000 => SampleRate::Hz48000,
+        _ => unreachable!("the bench runs 16 and 48 kHz"),
+    };
+    let mut decoders = [
+        Decoder::new(sr, Channels::Mono).unwrap(),
+        Decoder::new(sr, Channels::Mono).unwrap(),
+    ];
+    let mut encoder = Encoder::new(sr, Channels::Mono, Application::Voip).unwrap();
+    encoder.set_bitrate(Bitrate::BitsPerSecond(32_000)).unwrap();
+    encoder.set_complexity(complexity).unwrap();
+    let frame = (rate / 50) as usize;
+    let (mut a, mut b, mut out) = (vec![0f32; frame], vec![0f32; frame], [0u8; 4000]);
+    let mut total = 0;
+    for (pa, pb) in packets[0].iter().zip(packets[1]) {
+        decoders[0]
+            .decode_float(Some(&pa[..]), &mut a[..], false)
+            .unwrap();
+        decoders[1]
+            .decode_float(Some(&pb[..]), &mut b[..], false)
+            .unwrap();
+        for (x, y) in a.iter_mut().zip(&b) {
+            *x = (*x + y) * std::f32::consts::FRAC_1_SQRT_2;
+        }
+        total += encoder.encode_float(&a, &mut out).unwrap();
+    }
+    total
 }
 
 fn time(f: &mut impl FnMut()) -> Duration {
@@ -107,8 +153,8 @@ fn main() {
         .collect();
     println!(
         "two-speaker call: {audio_s:.0} s, tracks {} + {} bytes; {} core(s) available, one used",
-        tracks[0].len(),
-        tracks[1].len(),
+        tracks[0].0.len(),
+        tracks[1].0.len(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!();
@@ -125,7 +171,7 @@ fn main() {
                 .iter()
                 .enumerate()
                 .map(|(i, t)| MixInput {
-                    reader: Cursor::new(&t[..]),
+                    reader: Cursor::new(&t.0[..]),
                     start_ms: 0.0,
                     targeted: i == 0,
                 })
@@ -152,10 +198,18 @@ fn main() {
             }
             std::hint::black_box(n);
         };
-        let (mut ours, mut reference) = (Duration::MAX, Duration::MAX);
+        let mut run_codec = || {
+            std::hint::black_box(decode_mix_encode(
+                [&tracks[0].1, &tracks[1].1],
+                rate,
+                config.complexity,
+            ));
+        };
+        let (mut ours, mut reference, mut codec) = (Duration::MAX, Duration::MAX, Duration::MAX);
         for _ in 0..RUNS {
             ours = ours.min(time(&mut run_ours));
             reference = reference.min(time(&mut run_reference));
+            codec = codec.min(time(&mut run_codec));
         }
         let xrt = |d: Duration| audio_s / d.as_secs_f64();
         println!(
@@ -171,6 +225,14 @@ fn main() {
             rate / 1000,
             reference.as_secs_f64(),
             xrt(reference)
+        );
+        println!(
+            "| {} kHz | libopus decode 2 + sum + encode (in-process, no Ogg) | {:.2} s | {:.0}x | {:.2} (ours / this: {:.2}) |",
+            rate / 1000,
+            codec.as_secs_f64(),
+            xrt(codec),
+            codec.as_secs_f64() / reference.as_secs_f64(),
+            ours.as_secs_f64() / codec.as_secs_f64()
         );
         if rate == 48_000 {
             for (comp, what) in [("5", "--comp 5"), ("10", "defaults (--comp 10)")] {
