@@ -1064,7 +1064,7 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                ((x % 7) << 32 | (x >> 7) % 5, i as i64, i)
+                (((x % 7) << 32) | ((x >> 7) % 5), i as i64, i)
             })
             .collect();
         let mut want = v.clone();
