@@ -49,8 +49,9 @@ pub struct MediaConfig {
     pub spool: Spool,
     /// A call that receives nothing for this long is reported ([`PlaneEvent::MediaTimeout`]).
     pub media_timeout: Duration,
-    /// Tracks per call; packets of further SSRCs not in the roster are dropped as
-    /// `unknown_ssrc`, so a flood of SSRCs cannot exhaust memory.
+    /// Tracks per call for SSRCs not in the roster; packets of further unlisted SSRCs are
+    /// dropped as `unknown_ssrc`, so a flood of SSRCs can neither exhaust memory nor take
+    /// the place of a listed speaker who starts late.
     pub max_tracks_per_call: usize,
     /// Longest time written audio stays in memory (open Ogg page, then file buffer): a
     /// killed process loses at most about this much.
@@ -270,6 +271,8 @@ struct SealJob {
     tracks: Vec<SealTrack>,
     meta: Value,
     partial: bool,
+    /// The close request's reply; `None` when the shutdown seals the call, which then
+    /// collects the result.
     reply: Option<Sender<CloseReply>>,
 }
 
@@ -409,20 +412,27 @@ impl MediaPlane {
 
     /// Replaces the call's roster: names for MSIs (new tracks take them; tracks already
     /// written keep their `<msi>.ogg` file and get the new name in meta.json).
-    pub fn update_roster(&self, recording_id: &str, roster: Vec<RosterEntry>) {
+    ///
+    /// An unknown recording id is ignored (a roster update may race the call's end).
+    pub fn update_roster(
+        &self,
+        recording_id: &str,
+        roster: Vec<RosterEntry>,
+    ) -> Result<(), PlaneError> {
         let recording_id: Arc<str> = recording_id.into();
         let roster = Arc::new(roster);
         // The host does not know which worker owns the call; the owner applies it, the
         // others ignore it.
         for w in 0..self.queues.len() {
-            let _ = self.control(
+            self.control(
                 w,
                 Msg::Roster {
                     recording_id: recording_id.clone(),
                     roster: roster.clone(),
                 },
-            );
+            )?;
         }
+        Ok(())
     }
 
     /// Ends a call: its tracks are finished on its worker and the recording is sealed with
@@ -597,7 +607,9 @@ fn sealer_loop(
                     path: s.path.clone(),
                     partial: s.partial,
                 });
-                sealed.push(s.clone());
+                if job.reply.is_none() {
+                    sealed.push(s.clone());
+                }
             }
             Err(e) => {
                 counters.seal_failures.fetch_add(1, Relaxed);
@@ -635,6 +647,8 @@ struct Call {
     last_activity: Micros,
     timed_out: bool,
     unknown_ssrc: u64,
+    /// Tracks of SSRCs that were not in the roster when they appeared.
+    unlisted_tracks: usize,
     write_error: Option<String>,
 }
 
@@ -795,11 +809,18 @@ impl Worker {
             Some(&i) => i,
             None => {
                 let in_roster = call.roster.contains_key(&ssrc);
-                let n = call.tracks.len();
-                if (n >= self.config.max_tracks_per_call && !in_roster) || n >= HARD_TRACK_LIMIT {
+                let full = if in_roster {
+                    call.tracks.len() >= HARD_TRACK_LIMIT
+                } else {
+                    call.unlisted_tracks >= self.config.max_tracks_per_call
+                };
+                if full {
                     call.unknown_ssrc += 1;
                     self.counters.count_drop(DropReason::UnknownSsrc);
                     return;
+                }
+                if !in_roster {
+                    call.unlisted_tracks += 1;
                 }
                 let first = *call.first_packet.get_or_insert(arrival);
                 let i = new_track(call, ssrc, data, arrival, first, &self.config);
@@ -895,6 +916,7 @@ impl Worker {
             last_activity: now,
             timed_out: false,
             unknown_ssrc: 0,
+            unlisted_tracks: 0,
             write_error: None,
         };
         c.write_live_meta();
