@@ -533,6 +533,9 @@ fn recovery_seals_what_a_crash_left_as_partial() {
     std::fs::write(dir.join(format!("{ssrc}.ogg")), &bytes[..cut]).unwrap();
     // A second track whose file holds nothing whole.
     std::fs::write(dir.join("7.ogg"), b"OggS\0\x02").unwrap();
+    // Leftovers of a seal the crash interrupted: a half mix and a temporary file.
+    std::fs::write(dir.join("mixed.ogg"), &bytes[..100]).unwrap();
+    std::fs::write(dir.join("segments.json.tmp"), b"[{").unwrap();
     std::fs::write(
         dir.join("meta.json"),
         serde_json::to_vec(&json!({
@@ -580,7 +583,9 @@ fn recovery_seals_what_a_crash_left_as_partial() {
     assert!((a["duration_ms"].as_f64().unwrap() - ms).abs() < 1.0);
     let empty = tracks.iter().find(|t| t["msi"] == 7).unwrap();
     assert!(empty["file"].is_null());
-    assert!(path.join("mixed.ogg").exists());
+    assert!(!path.join("segments.json.tmp").exists());
+    let (mixed, eos) = decode_ogg(&path.join("mixed.ogg"));
+    assert!(eos && (mixed as f64 / 48.0 - ms).abs() < 25.0, "{mixed}");
     check_manifest(path);
     let (empty_path, _) = &by_id["rec-empty"];
     assert_eq!(

@@ -203,6 +203,17 @@ impl Clock {
     }
 }
 
+/// An IPv4-mapped IPv6 source (a dual-stack socket) as the IPv4 address an offer names.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
 fn shard(key: &SocketAddr, workers: usize) -> usize {
     (FxBuildHasher.hash_one(key) % workers as u64) as usize
 }
@@ -400,6 +411,8 @@ impl MediaPlane {
     /// Starts recording a call: creates `active/<recording id>` and routes the offer's
     /// source address to a worker. Returns once the worker owns the call.
     pub fn open_call(&self, call: CallMedia) -> Result<(), PlaneError> {
+        let mut call = call;
+        call.offer.remote = canonical(call.offer.remote);
         let worker = shard(&call.offer.remote, self.queues.len());
         let (tx, rx) = bounded(1);
         let msg = Msg::Open {
@@ -465,9 +478,10 @@ impl MediaPlane {
     pub fn inject_rtp(&self, key: RouteKey, packet: Bytes, arrival: Micros) {
         self.counters.packets.fetch_add(1, Relaxed);
         self.counters.bytes.fetch_add(packet.len() as u64, Relaxed);
-        let w = shard(&key.0, self.queues.len());
+        let src = canonical(key.0);
+        let w = shard(&src, self.queues.len());
         let msg = Msg::Packet {
-            src: key.0,
+            src,
             data: packet,
             arrival,
         };
@@ -580,11 +594,13 @@ fn reader_loop(
         }
         chunk.extend_from_slice(&buf[..n]);
         let data = chunk.split().freeze();
+        let src = canonical(src);
         let w = shard(&src, queues.len());
         match queues[w].try_send(Msg::Packet { src, data, arrival }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => counters.count_drop(DropReason::QueueFull),
-            Err(TrySendError::Disconnected(_)) => return,
+            // A worker that died (a bug) must not take the other workers' calls with it.
+            Err(TrySendError::Disconnected(_)) => counters.count_drop(DropReason::WorkerGone),
         }
     }
 }

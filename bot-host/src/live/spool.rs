@@ -219,10 +219,29 @@ impl Spool {
                 duration_ms: t.duration_ms,
             })
             .collect();
-        let sources = write_segments(&dir, &outs).map_err(finish)?;
+        // The tracks are the evidence; segments and the mix are derived from them. A track
+        // that cannot be segmented or mixed (damaged by a crash, say) must not keep the
+        // recording from being sealed: the failure is recorded in meta.json instead.
+        let mut derived_errors = serde_json::Map::new();
+        let sources = match write_segments(&dir, &outs) {
+            Ok(s) => s,
+            Err(e) => {
+                derived_errors.insert("segments".into(), json!(format!("{e:#}")));
+                write_json(&dir.join("segments.json"), &json!([])).map_err(finish)?;
+                vec!["none"; outs.len()]
+            }
+        };
         let call_id = meta["call_id"].as_str().unwrap_or(id).to_string();
         let targeted = meta["targeted"].as_str().map(str::to_string);
-        let mixed = write_mix(&dir, &call_id, &outs, targeted.as_deref()).map_err(finish)?;
+        let mixed = match write_mix(&dir, &call_id, &outs, targeted.as_deref()) {
+            Ok(m) => m,
+            Err(e) => {
+                derived_errors.insert("mixed".into(), json!(format!("{e:#}")));
+                // A half-written mix is our own output, not evidence.
+                let _ = fs::remove_file(dir.join("mixed.ogg"));
+                Value::Null
+            }
+        };
 
         let mut meta = match meta {
             Value::Object(m) => m,
@@ -262,6 +281,9 @@ impl Spool {
             ),
         );
         meta.insert("mixed".into(), mixed);
+        if !derived_errors.is_empty() {
+            meta.insert("errors".into(), Value::Object(derived_errors));
+        }
         write_json(&dir.join("meta.json"), &Value::Object(meta)).map_err(finish)?;
 
         let entries = manifest_entries(&dir)?;
@@ -315,10 +337,21 @@ impl Spool {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(Value::Null);
-        let mut files: Vec<String> = fs::read_dir(&dir)
+        let names: Vec<String> = fs::read_dir(&dir)
             .map_err(io_err("cannot read", &dir))?
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        // What a crash in the middle of a seal left is derived output, written again below:
+        // a stale mix or manifest, or a temporary JSON file.
+        for n in &names {
+            if n == "mixed.ogg" || n == "manifest.json" || n.ends_with(".tmp") {
+                let p = dir.join(n);
+                fs::remove_file(&p).map_err(io_err("cannot remove", &p))?;
+            }
+        }
+        let mut files: Vec<String> = names
+            .into_iter()
             .filter(|n| n.ends_with(".ogg") && n != "mixed.ogg")
             .collect();
         files.sort();

@@ -16,15 +16,18 @@ pub enum DropReason {
     UnknownSsrc,
     /// Too short to carry an RTP/RTCP header with an SSRC.
     Runt,
+    /// The worker thread is gone (it panicked): its calls receive nothing more.
+    WorkerGone,
 }
 
 impl DropReason {
     /// Every reason, in rendering order.
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 5] = [
         DropReason::QueueFull,
         DropReason::UnknownSource,
         DropReason::UnknownSsrc,
         DropReason::Runt,
+        DropReason::WorkerGone,
     ];
 
     /// The Prometheus label value.
@@ -34,6 +37,7 @@ impl DropReason {
             DropReason::UnknownSource => "unknown_source",
             DropReason::UnknownSsrc => "unknown_ssrc",
             DropReason::Runt => "runt",
+            DropReason::WorkerGone => "worker_gone",
         }
     }
 }
@@ -60,7 +64,7 @@ pub const TRACK_COUNTERS: [&str; 7] = [
 pub struct Counters {
     pub(crate) packets: AtomicU64,
     pub(crate) bytes: AtomicU64,
-    drops: [AtomicU64; 4],
+    drops: [AtomicU64; DropReason::ALL.len()],
     pub(crate) active_calls: AtomicU64,
     pub(crate) calls_opened: AtomicU64,
     pub(crate) calls_sealed: AtomicU64,
@@ -119,7 +123,7 @@ pub struct PlaneStats {
     /// Their bytes.
     pub bytes: u64,
     /// Drops before media-core, by reason.
-    pub drops: [(DropReason, u64); 4],
+    pub drops: [(DropReason, u64); DropReason::ALL.len()],
     /// Messages waiting in each worker's queue.
     pub queue_depth: Vec<usize>,
     /// Calls open now.
