@@ -594,3 +594,73 @@ fn recovery_seals_what_a_crash_left_as_partial() {
     );
     check_manifest(empty_path);
 }
+
+#[test]
+fn injected_rtp_and_media_timeout() {
+    let data = tmp("inject");
+    let plane = plane(&data, |c| c.media_timeout = Duration::from_millis(300));
+    let fx = fixture("clean");
+    // A WebRTC session: a synthetic route key, plain RTP, no socket.
+    let key = bot_host::live::RouteKey("0.0.0.1:7".parse().unwrap());
+    let offer = parse_offer(&offer_sdp(key.0, None)).unwrap();
+    plane
+        .open_call(CallMedia {
+            call_id: "call-whip".into(),
+            recording_id: "rec-whip".into(),
+            offer,
+            targeted: None,
+            meta: Value::Null,
+        })
+        .unwrap();
+    // A second call nothing is ever sent to times out.
+    let silent = client();
+    open(&plane, &silent, "rec-silent", &fx);
+    let (_, ssrc, received, _) = &fx.flows[0];
+    let base = plane.now();
+    let mut n = 0;
+    for d in &fx.datagrams {
+        if u32::from_be_bytes([d[8], d[9], d[10], d[11]]) == *ssrc {
+            // Arrival times as a real-time sender's, 20 ms apart.
+            let arrival = media_core::time::Micros(base.0 + n * 20_000);
+            plane.inject_rtp(key, bytes::Bytes::copy_from_slice(d), arrival);
+            n += 1;
+        }
+    }
+    let sealed = plane
+        .close_call("rec-whip", Value::Null)
+        .unwrap()
+        .wait()
+        .unwrap();
+    let meta = read_json(&sealed.path.join("meta.json"));
+    let t = &meta["tracks"][0];
+    assert_eq!(
+        t["packets"]["received"].as_u64(),
+        Some(*received),
+        "{meta:#}"
+    );
+    assert_eq!(t["participant"], "msi-".to_string() + &ssrc.to_string());
+    let (samples, eos) = decode_ogg(&sealed.path.join(format!("{ssrc}.ogg")));
+    assert!(eos && samples > 0);
+
+    let events = plane.events();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(PlaneEvent::MediaTimeout {
+                recording_id,
+                call_id,
+            }) => {
+                assert_eq!(recording_id, "rec-silent");
+                assert_eq!(call_id, "call-rec-silent");
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("no media timeout: {e}"),
+        }
+    }
+    let sealed = plane.shutdown();
+    assert_eq!(sealed.len(), 1);
+    let meta = read_json(&sealed[0].path.join("meta.json"));
+    assert_eq!(meta["tracks"].as_array().unwrap().len(), 0);
+}
