@@ -4,6 +4,7 @@
 //! sockets, WebRTC) builds on the same [`replay`] driver of media-core.
 
 pub mod capture;
+pub mod live;
 pub mod pair;
 pub mod replay;
 pub mod report;
