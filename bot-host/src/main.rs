@@ -64,13 +64,13 @@ enum Command {
         /// Notifications and media at their real times (the default).
         #[arg(long, conflicts_with = "fast")]
         realtime: bool,
-        /// As fast as the host takes it: virtual time, media in windows of --fast-window
-        /// packets per call with 1 ms pauses.
+        /// As fast as the host takes it: virtual time, media bounded by --fast-rate.
         #[arg(long)]
         fast: bool,
-        /// Packets per call between pauses with --fast.
-        #[arg(long, default_value_t = 64)]
-        fast_window: usize,
+        /// With --fast: media packets per second, all calls together (UDP has no
+        /// back-pressure, so this is the bound that keeps the bot's queues from overrunning).
+        #[arg(long, default_value_t = 50_000)]
+        fast_rate: u64,
         /// Also play every call to a paired bot-host ("Pro" double recording): same call
         /// ids, the paired role, independent impairments. Needs --paired-to.
         #[arg(long, requires = "paired_to")]
@@ -117,7 +117,7 @@ fn run() -> Result<ExitCode> {
             concurrency,
             realtime: _,
             fast,
-            fast_window,
+            fast_rate,
             paired: _,
             paired_to,
             scenarios,
@@ -144,7 +144,7 @@ fn run() -> Result<ExitCode> {
             opts.calls = calls;
             opts.concurrency = concurrency;
             opts.pacing = if fast { Pacing::Fast } else { Pacing::Realtime };
-            opts.fast_window = fast_window.max(1);
+            opts.fast_rate = fast_rate.max(1);
             opts.scenarios = scenarios;
             opts.seed = seed;
             opts.loss_pct = loss;

@@ -59,6 +59,9 @@ pub enum MediaError {
     /// libopus refused.
     #[error("Opus encoder: {0}")]
     Opus(#[from] audiopus::Error),
+    /// The library was built without this codec.
+    #[error("speech not encoded in {0:?}")]
+    CodecNotLoaded(Codec),
     /// SRTP protect failed.
     #[error("SRTP: {0}")]
     Srtp(#[from] SrtpError),
@@ -72,26 +75,35 @@ struct Frame {
     level: u8,
 }
 
-/// The speech fixtures, pre-encoded per codec.
+/// The frames of both fixtures and the silence frame, in one codec.
+#[derive(Debug)]
+struct Encoded {
+    speech: [Vec<Frame>; 2],
+    silence: Frame,
+}
+
+/// The speech fixtures, pre-encoded in the codecs asked for.
 #[derive(Debug)]
 pub struct SpeechLibrary {
-    opus: [Vec<Frame>; 2],
-    l16: [Vec<Frame>; 2],
-    opus_silence: Frame,
-    l16_silence: Frame,
+    opus: Option<Encoded>,
+    l16: Option<Encoded>,
 }
 
 impl SpeechLibrary {
     /// Loads `speech.A.wav` and `speech.B.wav` (16-bit mono 48 kHz) from `dir` and encodes
-    /// them: Opus (20 ms, 48 kHz, VoIP) and L16/16000 (low-pass filtered, decimated by 3).
-    pub fn load(dir: &Path) -> Result<Self, MediaError> {
+    /// them in `codecs`: Opus (20 ms, 48 kHz, VoIP) and/or L16/16000 (low-pass filtered,
+    /// decimated by 3).
+    pub fn load(dir: &Path, codecs: &[Codec]) -> Result<Self, MediaError> {
         let a = read_wav(&dir.join("speech.A.wav"))?;
         let b = read_wav(&dir.join("speech.B.wav"))?;
-        Self::from_pcm(&a, &b)
+        Self::from_pcm(&a, &b, codecs)
     }
 
     /// Builds the library from 48 kHz mono PCM (whole frames are used; a tail is dropped).
-    pub fn from_pcm(a: &[i16], b: &[i16]) -> Result<Self, MediaError> {
+    pub fn from_pcm(a: &[i16], b: &[i16], codecs: &[Codec]) -> Result<Self, MediaError> {
+        if a.len() < FRAME_48K || b.len() < FRAME_48K {
+            return Err(MediaError::WavTooShort("speech fixture".into()));
+        }
         let encoder = Encoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip)?;
         let opus = |pcm: &[i16]| -> Result<Vec<Frame>, MediaError> {
             pcm.chunks_exact(FRAME_48K)
@@ -108,38 +120,53 @@ impl SpeechLibrary {
                 })
                 .collect()
         };
-        let lib = SpeechLibrary {
-            opus: [opus(a)?, opus(b)?],
-            l16: [l16(a), l16(b)],
-            opus_silence: opus_frame(&encoder, &[0; FRAME_48K])?,
-            l16_silence: Frame {
+        let opus = if codecs.contains(&Codec::Opus) {
+            Some(Encoded {
+                speech: [opus(a)?, opus(b)?],
+                silence: opus_frame(&encoder, &[0; FRAME_48K])?,
+            })
+        } else {
+            None
+        };
+        let l16 = codecs.contains(&Codec::L16).then(|| Encoded {
+            speech: [l16(a), l16(b)],
+            silence: Frame {
                 payload: vec![0; FRAME_16K * 2],
                 level: SILENT_LEVEL,
             },
-        };
-        if lib.opus.iter().any(Vec::is_empty) {
-            return Err(MediaError::WavTooShort("speech fixture".into()));
-        }
-        Ok(lib)
+        });
+        Ok(SpeechLibrary { opus, l16 })
     }
 
-    fn frame(&self, codec: Codec, kind: FrameKind) -> &Frame {
-        let (frames, silence) = match codec {
-            Codec::Opus => (&self.opus, &self.opus_silence),
-            Codec::L16 => (&self.l16, &self.l16_silence),
-        };
+    fn encoded(&self, codec: Codec) -> Option<&Encoded> {
+        match codec {
+            Codec::Opus => self.opus.as_ref(),
+            Codec::L16 => self.l16.as_ref(),
+        }
+    }
+
+    /// Whether frames in `codec` were built.
+    pub fn has(&self, codec: Codec) -> bool {
+        self.encoded(codec).is_some()
+    }
+
+    fn frame(encoded: &Encoded, kind: FrameKind) -> &Frame {
         match kind {
-            FrameKind::Silence => silence,
+            FrameKind::Silence => &encoded.silence,
             FrameKind::Speech { wav, pos_ms } => {
-                let f = &frames[wav as usize];
+                // Never empty: from_pcm refuses fixtures shorter than a frame.
+                let f = &encoded.speech[wav as usize];
                 &f[(pos_ms / FRAME_MS) as usize % f.len()]
             }
         }
     }
 
-    /// Fixture length in frames (both codecs have the same number).
+    /// Fixture length in frames.
     pub fn frames(&self, wav: Wav) -> usize {
-        self.opus[wav as usize].len()
+        self.opus
+            .as_ref()
+            .or(self.l16.as_ref())
+            .map_or(0, |e| e.speech[wav as usize].len())
     }
 }
 
@@ -169,13 +196,20 @@ fn read_wav(path: &Path) -> Result<Vec<i16>, MediaError> {
             got: format!("{spec:?}"),
         });
     }
-    let samples = reader
-        .into_samples::<i16>()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| MediaError::Wav {
+    // hound has parsed the header and stands at the start of the data chunk; reading the
+    // samples in one go is much faster than its per-sample iterator in a debug build.
+    let count = reader.len() as usize;
+    let mut data = vec![0u8; count * 2];
+    std::io::Read::read_exact(&mut reader.into_inner(), &mut data).map_err(|e| {
+        MediaError::Wav {
             path: p.clone(),
-            source,
-        })?;
+            source: hound::Error::IoError(e),
+        }
+    })?;
+    let samples: Vec<i16> = data
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
     if samples.len() < FRAME_48K {
         return Err(MediaError::WavTooShort(p));
     }
@@ -217,16 +251,18 @@ fn decimate_48k_to_16k(pcm: &[i16]) -> Vec<i16> {
         .collect();
     let gain: f64 = h.iter().sum();
     h.iter_mut().for_each(|c| *c /= gain);
+    let half = TAPS / 2;
     (0..pcm.len() / 3)
         .map(|o| {
             let centre = o * 3;
-            let acc: f64 = h
+            // Taps that fall outside the signal count as zeros.
+            let first = half.saturating_sub(centre);
+            let last = TAPS.min(pcm.len() + half - centre);
+            let base = centre + first - half;
+            let acc: f64 = h[first..last]
                 .iter()
-                .enumerate()
-                .filter_map(|(k, c)| {
-                    let idx = (centre + k).checked_sub(TAPS / 2)?;
-                    pcm.get(idx).map(|&s| c * f64::from(s))
-                })
+                .zip(&pcm[base..base + (last - first)])
+                .map(|(c, &s)| c * f64::from(s))
                 .sum();
             acc.round().clamp(-32768.0, 32767.0) as i16
         })
@@ -352,6 +388,9 @@ impl<'a> MediaSource<'a> {
         impairments: Impairments,
         seed: u64,
     ) -> Result<Self, MediaError> {
+        if !library.has(codec) {
+            return Err(MediaError::CodecNotLoaded(codec));
+        }
         let key = SrtpKeyMaterial::new(
             SrtpProfile::AesCm128HmacSha1_80,
             &key_salt[..16],
@@ -401,7 +440,11 @@ impl<'a> MediaSource<'a> {
                 s.sending = false;
                 continue;
             };
-            let frame = self.library.frame(self.codec, kind);
+            let encoded = self
+                .library
+                .encoded(self.codec)
+                .ok_or(MediaError::CodecNotLoaded(self.codec))?;
+            let frame = SpeechLibrary::frame(encoded, kind);
             let voice = matches!(kind, FrameKind::Speech { .. }) && frame.level <= VOICE_LEVEL_MAX;
             let ts = s
                 .ts_base
@@ -487,6 +530,21 @@ mod tests {
     }
 
     #[test]
+    fn fixtures_load_in_both_codecs() {
+        let dir = crate::simulate::run::default_speech_dir();
+        let lib = SpeechLibrary::load(&dir, &[Codec::Opus, Codec::L16]).unwrap();
+        // 12 s fixtures: 600 frames.
+        assert_eq!(lib.frames(Wav::A), 600);
+        let l16 = lib.l16.as_ref().unwrap();
+        assert_eq!(l16.speech[1][0].payload.len(), 640);
+        let loud = lib.opus.as_ref().unwrap().speech[0]
+            .iter()
+            .filter(|f| f.level < 40)
+            .count();
+        assert!(loud > 100, "speech is speech: {loud} frames above -40 dBov");
+    }
+
+    #[test]
     fn level_of_full_scale_sine_is_3_dbov() {
         assert_eq!(audio_level(&tone(1000.0, 32767.0, 960)), 3);
         assert_eq!(audio_level(&[0; 960]), 127);
@@ -552,7 +610,7 @@ mod tests {
     #[test]
     fn marker_at_talk_spurt_starts_and_ssrc_is_msi() {
         let pcm = tone(440.0, 8000.0, 48_000);
-        let lib = SpeechLibrary::from_pcm(&pcm, &pcm).unwrap();
+        let lib = SpeechLibrary::from_pcm(&pcm, &pcm, &[Codec::Opus]).unwrap();
         let s = &select(&["internal-p2p-in".into()]).unwrap()[0];
         let leg = &s.legs[0];
         let key = [3u8; 30];

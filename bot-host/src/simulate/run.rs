@@ -7,13 +7,14 @@
 //! `GET /api/calls/{id}` until the recording is settled.
 //!
 //! Pacing. `Realtime` sleeps until each item's due time. `Fast` runs the same timeline on a
-//! virtual clock with no sleeps, except that media goes out in windows of
-//! [`SimulateOptions::fast_window`] packets per leg with a 1 ms pause between windows: UDP
-//! gives no back-pressure, so "as fast as the host takes it" is bounded this way instead of
-//! overrunning the bot's ingest queues (a 64-packet window per leg is 1.3 s of one stream,
-//! far more than real time, far less than a socket buffer). Before a leg's end is posted the
-//! fast driver waits [`FAST_DRAIN`], because the end travels over HTTP and could otherwise
-//! overtake packets still in the bot's socket buffer.
+//! virtual clock with no sleeps, except that media is bounded by one packet rate for the whole
+//! run ([`SimulateOptions::fast_rate`], packets per second over all calls, with bursts of at
+//! most [`FAST_BURST`] of headroom): UDP gives no back-pressure, so "as fast as the host takes
+//! it" has to be a bound the operator sets rather than something the simulator can sense, and
+//! a per-call window would still multiply by the number of calls and overrun the bot's
+//! ingest queues (and the kernel's socket buffer) the moment many calls run at once. Before a
+//! leg's end is posted the fast driver waits [`FAST_DRAIN`], because the end travels over HTTP
+//! and could otherwise overtake packets still in the bot's socket buffer.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
@@ -36,6 +37,8 @@ use super::sdp::{self, AnswerDirection};
 
 /// The platform's answer deadline.
 pub const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
+/// Fast mode: how far the global packet budget may run ahead after an idle spell.
+pub const FAST_BURST: Duration = Duration::from_millis(2);
 /// Fast mode: pause before posting a leg's end, so media in flight arrives first.
 pub const FAST_DRAIN: Duration = Duration::from_millis(50);
 
@@ -71,8 +74,8 @@ pub struct SimulateOptions {
     pub seal_timeout: Duration,
     /// Overrides every scenario's loss percentage.
     pub loss_pct: Option<f64>,
-    /// Fast mode: packets per leg between 1 ms pauses.
-    pub fast_window: usize,
+    /// Fast mode: packets per second, all calls together.
+    pub fast_rate: u64,
     /// Directory of `speech.A.wav` / `speech.B.wav`.
     pub speech_dir: PathBuf,
 }
@@ -92,7 +95,7 @@ impl SimulateOptions {
             answer_deadline: ANSWER_DEADLINE,
             seal_timeout: Duration::from_secs(60),
             loss_pct: None,
-            fast_window: 64,
+            fast_rate: 50_000,
             speech_dir: default_speech_dir(),
         }
     }
@@ -248,8 +251,44 @@ struct Bot {
     local_ip: IpAddr,
 }
 
+/// A lock-free global rate limit: each packet takes the next slot of `1/rate` on a shared
+/// virtual clock, which may lag real time by at most [`FAST_BURST`].
+struct Pacer {
+    start: Instant,
+    /// Next free slot, ns since `start`.
+    next_ns: std::sync::atomic::AtomicU64,
+    interval_ns: u64,
+}
+
+impl Pacer {
+    fn new(rate: u64) -> Self {
+        Pacer {
+            start: Instant::now(),
+            next_ns: std::sync::atomic::AtomicU64::new(0),
+            interval_ns: 1_000_000_000 / rate.max(1),
+        }
+    }
+
+    async fn wait(&self) {
+        use std::sync::atomic::Ordering;
+        let now = self.start.elapsed().as_nanos() as u64;
+        let floor = now.saturating_sub(FAST_BURST.as_nanos() as u64);
+        let slot = match self
+            .next_ns
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.max(floor) + self.interval_ns)
+            }) {
+            Ok(prev) | Err(prev) => prev.max(floor),
+        };
+        if slot > now {
+            tokio::time::sleep_until(self.start + Duration::from_nanos(slot)).await;
+        }
+    }
+}
+
 struct Ctx {
     opts: SimulateOptions,
+    pacer: Pacer,
     http: reqwest::Client,
     library: SpeechLibrary,
     bots: Vec<Bot>,
@@ -263,7 +302,9 @@ pub async fn simulate(opts: SimulateOptions) -> anyhow::Result<SimReport> {
     if opts.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    let library = SpeechLibrary::load(&opts.speech_dir)
+    let mut codecs: Vec<_> = scenarios.iter().map(|s| s.codec).collect();
+    codecs.dedup();
+    let library = SpeechLibrary::load(&opts.speech_dir, &codecs)
         .with_context(|| format!("loading speech from {}", opts.speech_dir.display()))?;
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -308,6 +349,7 @@ pub async fn simulate(opts: SimulateOptions) -> anyhow::Result<SimReport> {
 
     let calls = opts.calls.unwrap_or(scenarios.len());
     let ctx = Arc::new(Ctx {
+        pacer: Pacer::new(opts.fast_rate),
         opts,
         http,
         library,
@@ -679,7 +721,6 @@ async fn play_leg(
     };
     let mut next_tick = answered_ms.div_ceil(FRAME_MS) * FRAME_MS;
     let mut notes = notes.into_iter().skip(1).peekable();
-    let mut since_pause = 0usize;
     let mut send_errors = 0u64;
     loop {
         let tick_due = (media.is_some() && next_tick < leg.end_ms).then_some(next_tick * 1000);
@@ -702,10 +743,8 @@ async fn play_leg(
                 if socket.send_to(&p, dest).await.is_err() {
                     send_errors += 1;
                 }
-                since_pause += 1;
-                if fast && since_pause >= ctx.opts.fast_window {
-                    since_pause = 0;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                if fast {
+                    ctx.pacer.wait().await;
                 }
             }
         } else if note_due == Some(now_us) {
