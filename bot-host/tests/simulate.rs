@@ -41,6 +41,8 @@ struct FakeCall {
     packets: BTreeMap<u32, u64>,
     undecryptable: u64,
     payload_types: BTreeSet<u8>,
+    invited_at: Option<Instant>,
+    first_media: Option<Instant>,
     last_media: Option<Instant>,
 }
 
@@ -134,6 +136,7 @@ async fn notification(
                     let record = !cfg.inactive_users.contains(policy);
                     let call = st.calls.entry(id.clone()).or_default();
                     call.state = "incoming".into();
+                    call.invited_at = Some(Instant::now());
                     call.recording = if record { "recording" } else { "none" }.into();
                     call.offer_from = Some(from);
                     call.srtp = srtp;
@@ -230,6 +233,7 @@ async fn receive_media(socket: UdpSocket, state: Arc<Mutex<FakeState>>) {
             continue;
         };
         call.last_media = Some(Instant::now());
+        call.first_media.get_or_insert(Instant::now());
         let packet = &mut buf[..n];
         let Some(srtp) = call.srtp.as_mut() else {
             call.undecryptable += 1;
@@ -653,4 +657,30 @@ async fn paired_bots_get_the_same_calls_with_their_own_keys() {
             ["id"],
         notify::PRIMARY_BOT_APP_ID
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_sends_the_frames_at_their_times() {
+    let fake = start_fake(sealing()).await;
+    let mut o = SimulateOptions::new(fake.url());
+    o.scenarios = vec!["internal-p2p-in".into()];
+    o.seal_timeout = Duration::from_secs(5);
+    let report = simulate(o).await.unwrap();
+    assert_eq!(report.failures(), 0, "{report}");
+    let st = fake.state.lock().unwrap();
+    let call = &st.calls[&report.legs[0].call_id];
+    // Speech from 0.6 s to 7.6 s of the call: 7 s between the first and the last frame.
+    let span = call.last_media.unwrap() - call.first_media.unwrap();
+    assert!(
+        (6.9..7.2).contains(&span.as_secs_f64()),
+        "media spans {span:?}"
+    );
+    let first = call.first_media.unwrap() - call.invited_at.unwrap();
+    assert!(
+        (0.55..0.9).contains(&first.as_secs_f64()),
+        "first frame at {first:?}"
+    );
+    // 150 + 110 frames of alice, 110 of grace.
+    assert_eq!(call.packets.values().sum::<u64>(), 370);
+    assert!(report.legs[0].answer_latency.unwrap() < Duration::from_secs(1));
 }
