@@ -684,3 +684,23 @@ async fn realtime_sends_the_frames_at_their_times() {
     assert_eq!(call.packets.values().sum::<u64>(), 370);
     assert!(report.legs[0].answer_latency.unwrap() < Duration::from_secs(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_catalogue_plays_and_only_excluded_calls_fail_against_a_record_all_bot() {
+    // The fake records every call it is offered, so exactly the legs the profiles exclude
+    // fail; everything else (every timeline, leg ordering, roster-only and media-timeout ends)
+    // must come out sealed.
+    let fake = start_fake(sealing()).await;
+    let mut o = fast(&fake, &[]);
+    o.concurrency = 4;
+    let report = simulate(o).await.unwrap();
+    assert_eq!(report.legs.len(), 26, "{report}");
+    for leg in &report.legs {
+        assert!(leg.errors.is_empty(), "{report}");
+        assert!(leg.recorded, "{}: {}", leg.scenario, leg.observed);
+        assert_eq!(leg.ok(), leg.expected, "{}", leg.scenario);
+    }
+    let st = fake.state.lock().unwrap();
+    assert_eq!(st.unknown_source, 0);
+    assert!(st.calls.values().all(|c| c.undecryptable == 0));
+}
