@@ -28,6 +28,7 @@ struct FakeConfig {
     answer_delay: Duration,
     seal: bool,
     inactive_users: HashSet<String>,
+    reject_users: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -133,6 +134,15 @@ async fn notification(
                     let policy = data["applicationMetadata"]["botData"]["user"]["policyHolderId"]
                         .as_str()
                         .unwrap_or_default();
+                    if cfg.reject_users.contains(policy) {
+                        let call = st.calls.entry(id.clone()).or_default();
+                        call.state = "terminated".into();
+                        call.recording = "none".into();
+                        answers.push(
+                            json!({"callId": id, "action": "reject", "reason": "no profile"}),
+                        );
+                        continue;
+                    }
                     let record = !cfg.inactive_users.contains(policy);
                     let call = st.calls.entry(id.clone()).or_default();
                     call.state = "incoming".into();
@@ -596,7 +606,21 @@ async fn recording_a_call_the_profile_excludes_is_a_failure_and_inactive_gets_no
     let report = simulate(fast(&fake, &["unprofiled-user"])).await.unwrap();
     assert_eq!(report.failures(), 0, "{report}");
     assert_eq!(report.legs[0].media.sent, 0);
-    assert!(report.legs[0].observed.starts_with("answered inactive"));
+    assert_eq!(report.legs[0].observed, "answered inactive, none");
+
+    // A fake that rejects mallory's calls: no media either, and right too.
+    let fake = start_fake(FakeConfig {
+        reject_users: HashSet::from([scenario::mallory().id().to_string()]),
+        ..sealing()
+    })
+    .await;
+    let report = simulate(fast(&fake, &["unprofiled-user"])).await.unwrap();
+    assert_eq!(report.failures(), 0, "{report}");
+    assert_eq!(report.legs[0].media.sent, 0);
+    assert_eq!(report.legs[0].observed, "rejected, none");
+    let st = fake.state.lock().unwrap();
+    let notes = st.log.len();
+    assert_eq!(notes, 1, "nothing posted after a rejection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -666,12 +666,15 @@ async fn play_leg(
                 .and_then(|e| e["mediaConfig"]["blob"].as_str())
                 .ok_or_else(|| anyhow!("answer without mediaConfig.blob"))?;
             let a = sdp::parse_answer(blob).context("the bot's SDP answer")?;
-            report.observed = "answered".into();
+            if a.direction == AnswerDirection::Inactive {
+                report.observed = "answered inactive".into();
+            }
             (a.direction == AnswerDirection::Receive).then_some(a.media)
         }
         Some("reject") => {
+            // The platform sends nothing more to a bot that rejected; only the status is left.
             report.observed = "rejected".into();
-            None
+            return Ok(true);
         }
         _ => {
             // No answer for this call: the platform fails it when the deadline passes.
@@ -687,12 +690,6 @@ async fn play_leg(
             return Ok(false);
         }
     };
-    if report.observed == "rejected" {
-        return Ok(true);
-    }
-    if media_to.is_none() {
-        report.observed = "answered inactive".into();
-    }
 
     // The rest of the timeline: notifications and media frames in time order.
     let answered_ms = if fast {
@@ -856,7 +853,8 @@ async fn settle(ctx: &Ctx, bot: &Bot, leg: &Leg, report: &mut LegReport) {
                     if settled {
                         report.recorded = s.recording == "sealed";
                         report.sealed_path = s.sealed_path;
-                        report.observed = if report.observed == "answered" {
+                        // Prefixed with how the call was answered when that was not plain.
+                        report.observed = if report.observed.is_empty() {
                             s.recording
                         } else {
                             format!("{}, {}", report.observed, s.recording)
