@@ -561,6 +561,7 @@ async fn a_late_answer_fails_the_call_with_408_1106() {
     assert_eq!(report.failures(), 1, "{report}");
     let leg = &report.legs[0];
     assert!(leg.deadline_missed);
+    assert!(leg.answer_latency.unwrap() >= Duration::from_millis(150));
     assert_eq!(leg.media.sent, 0);
     assert!(report.to_string().contains("408/1106"));
     let st = fake.state.lock().unwrap();

@@ -623,7 +623,10 @@ async fn play_leg(
         .await;
     progress[leg_no].send_replace(Progress::Invited);
     let answer = match response {
-        Err(e) if e.is_timeout() => None,
+        Err(e) if e.is_timeout() => {
+            report.answer_latency = Some(sent_at.elapsed());
+            None
+        }
         Err(e) => return Err(anyhow!(e).context(format!("POST {url} (invitation)"))),
         Ok(r) => {
             let status = r.status();
