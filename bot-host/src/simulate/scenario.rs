@@ -620,7 +620,7 @@ fn meeting(policy: Identity, organizer: Identity, others: Vec<Participant>) -> L
     }
 }
 
-/// The Traders profile's time range, for the NightShift scenario (must match
+/// The NightShift profile's time range, for the time-range scenario (must match
 /// `sim-profiles.toml`).
 pub fn night_shift_range() -> TimeRange {
     TimeRange {
