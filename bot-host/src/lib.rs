@@ -8,3 +8,4 @@ pub mod live;
 pub mod pair;
 pub mod replay;
 pub mod report;
+pub mod simulate;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use bot_host::pair::{replay_pair, PairOptions};
 use bot_host::replay::{replay, KeySpec, ReplayOptions, ReplaySummary};
+use bot_host::simulate::{self, Pacing, SimulateOptions};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -45,6 +46,57 @@ enum Command {
         #[arg(long = "paired-srtp-key", value_name = "[PORT=]SUITE:BASE64")]
         paired_srtp_keys: Vec<KeySpec>,
     },
+    /// Play the Teams platform's side of calls against a running bot-host: post the call
+    /// notifications, send each speaker's SRTP media, enforce the 5 s answer deadline, wait
+    /// until the recordings are sealed and check them against bot-host/sim-profiles.toml.
+    /// Exits 1 if any call was not recorded as its profile says.
+    Simulate {
+        /// The bot-host's base URL (e.g. http://127.0.0.1:8080).
+        #[arg(long, required_unless_present = "list")]
+        to: Option<String>,
+        /// Number of calls (default: one per selected scenario); calls cycle through the
+        /// scenarios.
+        #[arg(long)]
+        calls: Option<usize>,
+        /// Calls in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Notifications and media at their real times (the default).
+        #[arg(long, conflicts_with = "fast")]
+        realtime: bool,
+        /// As fast as the host takes it: virtual time, media bounded by --fast-rate.
+        #[arg(long)]
+        fast: bool,
+        /// With --fast: media packets per second, all calls together (UDP has no
+        /// back-pressure, so this is the bound that keeps the bot's queues from overrunning).
+        #[arg(long, default_value_t = 50_000)]
+        fast_rate: u64,
+        /// Also play every call to a paired bot-host ("Pro" double recording): same call
+        /// ids, the paired role, independent impairments. Needs --paired-to.
+        #[arg(long, requires = "paired_to")]
+        paired: bool,
+        /// The paired bot-host's base URL (implies --paired).
+        #[arg(long)]
+        paired_to: Option<String>,
+        /// Scenario to play (repeatable; default: all). See --list.
+        #[arg(long = "scenario", value_name = "NAME")]
+        scenarios: Vec<String>,
+        /// Seed of impairments and RTP bases.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Loss percentage for every stream, overriding the scenarios'.
+        #[arg(long, value_name = "PCT")]
+        loss: Option<f64>,
+        /// Seconds to wait for a recording to be sealed after its call.
+        #[arg(long, default_value_t = 60)]
+        seal_timeout: u64,
+        /// Directory of speech.A.wav and speech.B.wav (default: fixtures/calls).
+        #[arg(long)]
+        speech_dir: Option<PathBuf>,
+        /// List the scenarios and exit.
+        #[arg(long)]
+        list: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,6 +111,58 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode> {
     match Cli::parse().command {
+        Command::Simulate {
+            to,
+            calls,
+            concurrency,
+            realtime: _,
+            fast,
+            fast_rate,
+            paired: _,
+            paired_to,
+            scenarios,
+            seed,
+            loss,
+            seal_timeout,
+            speech_dir,
+            list,
+        } => {
+            if list {
+                for s in simulate::scenario::catalogue() {
+                    println!(
+                        "{:<24} {:?} {} leg(s)  {}",
+                        s.name,
+                        s.codec,
+                        s.legs.len(),
+                        s.about
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut opts = SimulateOptions::new(to.unwrap_or_default());
+            opts.paired_to = paired_to;
+            opts.calls = calls;
+            opts.concurrency = concurrency;
+            opts.pacing = if fast { Pacing::Fast } else { Pacing::Realtime };
+            opts.fast_rate = fast_rate.max(1);
+            opts.scenarios = scenarios;
+            opts.seed = seed;
+            opts.loss_pct = loss;
+            opts.seal_timeout = std::time::Duration::from_secs(seal_timeout);
+            if let Some(d) = speech_dir {
+                opts.speech_dir = d;
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = runtime.block_on(simulate::simulate(opts))?;
+            println!("{report}");
+            Ok(if report.failures() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Replay {
             capture,
             out,
