@@ -491,7 +491,7 @@ impl Profile {
                 .to_ascii_lowercase();
             return match &self.queue_ids {
                 None => (true, format!("queue call via {id} (every queue recorded)")),
-                Some(ids) if ids.iter().any(|q| *q == id) => {
+                Some(ids) if ids.contains(&id) => {
                     (true, format!("queue call via {id} (in queue_ids)"))
                 }
                 Some(_) => (false, format!("queue call via {id}, not in queue_ids")),
