@@ -358,10 +358,18 @@ fn p2p_lifecycle_with_roster_and_metadata() {
             vec![
                 participant("p-alice", user("alice", "Alice", TENANT), 11, false, false),
                 participant("p-bob", user("bob", "Bob", TENANT), 12, true, false),
+                // This bot itself (myParticipantId) is left out; the paired recorder is kept.
                 participant(
-                    "p-bot",
+                    "bot-call-1",
                     json!({"application": {"id": "bot-app"}}),
                     13,
+                    false,
+                    false,
+                ),
+                participant(
+                    "pp-1",
+                    json!({"application": {"id": "paired-app"}}),
+                    14,
                     false,
                     false,
                 ),
@@ -378,6 +386,8 @@ fn p2p_lifecycle_with_roster_and_metadata() {
     };
     assert_eq!(recording_id, &rec.recording_id);
     assert_eq!(participants.len(), 3);
+    assert_eq!(participants[2].party.kind, "application");
+    assert_eq!(participants[2].party.id.as_deref(), Some("paired-app"));
     assert_eq!(participants[1].msi, Some(12));
     assert!(participants[1].muted);
     assert!(participants[0].join_time.is_some());

@@ -944,6 +944,7 @@ impl Signaling {
             return;
         }
         let policy_tenant = call.facts.policy_tenant.clone();
+        let me = call.facts.my_participant_id.clone();
         let Some(rec) = self.recordings.get_mut(&rec_id) else {
             return;
         };
@@ -954,6 +955,10 @@ impl Signaling {
                 tracing::debug!(call_id, "roster entry without id skipped");
                 continue;
             };
+            if me.as_deref() == Some(pid.as_str()) {
+                // The bot itself: not a participant of the recorded conversation.
+                continue;
+            }
             if change == ChangeType::Deleted {
                 Self::leave(rec, &pid, t);
                 continue;
@@ -1302,5 +1307,98 @@ impl Signaling {
     /// The current metadata of a recording (ended ones stay until purged).
     pub fn interaction(&self, recording_id: &str) -> Option<&Interaction> {
         self.recordings.get(recording_id).map(|r| &r.interaction)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signaling::notify::CallResource;
+
+    fn call(direction: &str, answered: bool, transferred: bool) -> Call {
+        let res: CallResource = serde_json::from_value(serde_json::json!({
+            "applicationMetadata": {"botData": {"user": {"participationMethod": direction, "policyHolderId": "u"}}}
+        }))
+        .unwrap();
+        let t = SystemTime::UNIX_EPOCH;
+        Call {
+            facts: CallFacts::from_call("c", &res),
+            decision: Decision {
+                record: true,
+                profile: None,
+                reason: String::new(),
+            },
+            role: Role::NotRecorded,
+            state: CallState::Incoming,
+            invited_at: t,
+            answered_at: answered.then_some(t),
+            ended_at: None,
+            last_notification: t,
+            next_keep_alive: t,
+            hold_since: None,
+            hold_total: Duration::ZERO,
+            transferred,
+            release_cause: None,
+            end_reason: None,
+        }
+    }
+
+    fn ri(code: i64, subcode: i64) -> Option<ResultInfo> {
+        Some(ResultInfo {
+            code,
+            subcode,
+            message: None,
+        })
+    }
+
+    #[test]
+    fn release_cause_table() {
+        use EndReason::*;
+        use ReleaseCause::*;
+        let cases = [
+            ("Callee", false, false, ri(200, 5001), Terminated, Missed),
+            ("Caller", false, false, ri(200, 5001), Terminated, Abandoned),
+            ("DialIn", false, false, None, Roster, Abandoned),
+            ("Callee", false, false, ri(480, 10037), Terminated, Missed),
+            ("Callee", false, false, ri(408, 1106), Terminated, Failure),
+            ("Callee", true, false, ri(410, 301005), Terminated, Failure),
+            (
+                "Callee",
+                true,
+                false,
+                ri(200, 7015),
+                Terminated,
+                Transferred,
+            ),
+            ("Callee", true, true, ri(200, 4097), Terminated, Transferred),
+            ("Callee", true, false, ri(200, 4097), Terminated, Normal),
+            ("Callee", true, false, None, MediaTimeout, Normal),
+            ("Callee", false, false, None, MediaTimeout, Failure),
+            ("Callee", false, false, None, IdleTimeout, Failure),
+            ("Callee", true, false, None, KeepAliveFailed, Failure),
+        ];
+        for (dir, answered, transferred, result, reason, want) in cases {
+            let c = call(dir, answered, transferred);
+            assert_eq!(
+                Signaling::release_cause(&c, result.as_ref(), reason),
+                want,
+                "{dir} answered={answered} {result:?} {reason:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn recording_ids_are_directory_safe() {
+        assert_eq!(sanitize("abc-DEF_1.2"), "abc-DEF_1.2");
+        assert_eq!(sanitize("../x/y z"), ".._x_y_z");
+        assert_eq!(sanitize(&"x".repeat(200)).len(), 64);
+    }
+
+    #[test]
+    fn status_state_names() {
+        assert_eq!(state_name(CallState::Incoming), "incoming");
+        assert_eq!(state_name(CallState::Establishing), "establishing");
+        assert_eq!(state_name(CallState::Hold), "established");
+        assert_eq!(state_name(CallState::Terminated), "terminated");
     }
 }

@@ -70,6 +70,8 @@ pub struct CallFacts {
     pub pstn_number: Option<String>,
     /// The meeting's chat thread.
     pub thread_id: Option<String>,
+    /// The bot's own participant id (left out of the recorded roster).
+    pub my_participant_id: Option<String>,
     /// The paired recorders of the invitation.
     pub paired_recorders: Vec<PairedRecorderRef>,
     /// How the facts were found, when something had to be guessed (for the decision log).
@@ -318,6 +320,7 @@ impl CallFacts {
             called_party,
             pstn_number,
             thread_id,
+            my_participant_id: call.my_participant_id.clone().filter(|p| !p.is_empty()),
             paired_recorders: bot.map(|b| b.paired_recorders.clone()).unwrap_or_default(),
             notes,
         }

@@ -785,6 +785,7 @@ mod tests {
             calling_party: None,
             called_party: None,
             thread_id: None,
+            my_participant_id: None,
             paired_recorders: vec![],
             notes: vec![],
         }
