@@ -1282,3 +1282,21 @@ fn fuzz_entry_survives_hostile_bodies() {
         bot_host::signaling::fuzz_notifications(b);
     }
 }
+
+#[test]
+fn huge_retention_does_not_overflow() {
+    let p = Profiles::from_toml_str(
+        "[[profile]]\nname=\"x\"\nusers=[\"*\"]\nretention_days=4294967295\n",
+    )
+    .unwrap();
+    let mut s = Signaling::new(p, BotRole::Primary);
+    let cmds = s
+        .handle_notifications(
+            &Invite::p2p("c", "alice", "Callee", phone("+1")).body(),
+            t0(),
+        )
+        .unwrap();
+    let r = started(&cmds).unwrap();
+    assert_eq!(r.retention_days, u32::MAX);
+    assert!(r.interaction.expiration > r.interaction.start_time);
+}

@@ -656,7 +656,10 @@ impl Signaling {
             participants: Vec::new(),
             profile: profile.name.clone(),
             retention_days: profile.retention_days,
-            expiration: t + chrono::Duration::days(i64::from(profile.retention_days)),
+            // A retention beyond chrono's range (a typo of many digits) must not panic.
+            expiration: t
+                .checked_add_signed(chrono::Duration::days(i64::from(profile.retention_days)))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
             storage: profile.storage.clone(),
             double_recording_type: if profile.double_recording {
                 "Pro"

@@ -598,6 +598,22 @@ impl Profiles {
         }
     }
 
+    /// Loads the configured profile file; a file that does not exist means the embedded
+    /// default (docs/live.md), any other failure is an error (the caller keeps the profiles in
+    /// force). The flag says whether the file was read.
+    pub fn load_or_embedded(path: &Path) -> Result<(Self, bool), ProfileError> {
+        match Self::load(path) {
+            Ok(p) => Ok((p, true)),
+            Err(ProfileError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                tracing::info!(path = %path.display(), "no profile file: embedded default profile");
+                Ok((Self::embedded_default(), false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Parses TOML (`[[profile]]` tables).
     pub fn from_toml_str(text: &str) -> Result<Self, ProfileError> {
         Self::build(toml::from_str(text)?)
