@@ -9,3 +9,4 @@ pub mod pair;
 pub mod replay;
 pub mod report;
 pub mod simulate;
+pub mod signaling;
