@@ -6,3 +6,4 @@
 pub mod capture;
 pub mod pair;
 pub mod replay;
+pub mod whip;
