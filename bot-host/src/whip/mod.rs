@@ -96,6 +96,12 @@ pub struct WhipConfig {
     /// A session that has not connected (ICE + DTLS) this long after its answer is ended, so
     /// abandoned offers do not hold sockets and session slots.
     pub connect_timeout: Duration,
+    /// ICE consent lost this long: the connection is "disconnected" (it may recover).
+    pub ice_disconnected_timeout: Duration,
+    /// ICE consent lost this long: the connection has failed and the session ends. A sender
+    /// that vanishes without a DTLS close is noticed after this long (the stack's default
+    /// 25 s; shorter ends sessions sooner but also cuts senders through a network glitch).
+    pub ice_failed_timeout: Duration,
 }
 
 impl Default for WhipConfig {
@@ -110,6 +116,8 @@ impl Default for WhipConfig {
             gather_timeout: Duration::from_secs(3),
             max_offer_bytes: 64 * 1024,
             connect_timeout: Duration::from_secs(30),
+            ice_disconnected_timeout: Duration::from_secs(5),
+            ice_failed_timeout: Duration::from_secs(25),
         }
     }
 }

@@ -207,7 +207,7 @@ async fn build_peer_connection(
     match inner.config.ports {
         IcePorts::Ephemeral => {
             let addrs = ips.iter().map(|ip| SocketAddr::new(*ip, 0)).collect();
-            let pc = peer_builder(&handler, addrs)?
+            let pc = peer_builder(&inner.config, &handler, addrs)?
                 .build()
                 .await
                 .map_err(stack_error)?;
@@ -224,7 +224,7 @@ async fn build_peer_connection(
                     continue;
                 }
                 let addrs = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
-                match peer_builder(&handler, addrs)?.build().await {
+                match peer_builder(&inner.config, &handler, addrs)?.build().await {
                     Ok(pc) => return Ok(Arc::new(pc)),
                     // Taken by another process between probe and bind: try the next one.
                     Err(e) => log::debug!("WHIP: port {port} failed to bind: {e}"),
@@ -241,6 +241,7 @@ fn stack_error(e: webrtc::error::Error) -> WhipError {
 
 /// A receive-only, Opus-only peer connection on the given local addresses.
 fn peer_builder(
+    config: &super::WhipConfig,
     handler: &Arc<Handler>,
     addrs: Vec<SocketAddr>,
 ) -> Result<PeerConnectionBuilder<SocketAddr>, WhipError> {
@@ -258,7 +259,6 @@ fn peer_builder(
                     rtcp_feedback: vec![],
                 },
                 payload_type: OPUS_PT,
-                ..Default::default()
             },
             RtpCodecKind::Audio,
         )
@@ -283,6 +283,11 @@ fn peer_builder(
     let setting_engine = SettingEngineBuilder::new()
         .with_network_types(vec![NetworkType::Udp4])
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_ice_timeouts(
+            Some(config.ice_disconnected_timeout),
+            Some(config.ice_failed_timeout),
+            None,
+        )
         .build();
     Ok(PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
