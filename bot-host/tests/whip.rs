@@ -484,6 +484,11 @@ async fn http_errors() {
     let not_webrtc = post_offer(&whip, not_webrtc.into()).await;
     assert_eq!(not_webrtc.status(), 400, "{:?}", not_webrtc.text().await);
 
+    let huge = format!("v=0\r\n{}", "a=x\r\n".repeat(40_000));
+    let huge = post_offer(&whip, huge).await;
+    assert_eq!(huge.status(), 413);
+    assert_eq!(huge.headers()["access-control-allow-origin"], "*");
+
     let unknown = http()
         .delete(format!("{whip}/0123456789abcdef"))
         .send()

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
@@ -18,6 +18,8 @@ const SDP: &str = "application/sdp";
 const ACCEPT_POST: HeaderName = HeaderName::from_static("accept-post");
 
 pub(super) fn router(endpoint: Arc<WhipEndpoint>) -> Router {
+    // Larger bodies get 413 before they are read into memory.
+    let body_limit = DefaultBodyLimit::max(endpoint.inner.config.max_offer_bytes);
     Router::new()
         .route(
             "/whip",
@@ -30,6 +32,7 @@ pub(super) fn router(endpoint: Arc<WhipEndpoint>) -> Router {
                 .options(preflight)
                 .fallback(not_allowed),
         )
+        .layer(body_limit)
         .layer(map_response(cors))
         .with_state(endpoint)
 }

@@ -183,7 +183,7 @@ pub(crate) struct Inner {
     /// Next port to try in [`IcePorts::Range`]; the async lock also serialises
     /// probe-then-bind so two sessions cannot pick the same port.
     next_port: tokio::sync::Mutex<u16>,
-    stats: WhipStats,
+    stats: Arc<WhipStats>,
 }
 
 impl WhipEndpoint {
@@ -218,7 +218,7 @@ impl WhipEndpoint {
                 sessions: Mutex::new(HashMap::new()),
                 slots: AtomicUsize::new(0),
                 next_port: tokio::sync::Mutex::new(first_port),
-                stats: WhipStats::default(),
+                stats: Arc::default(),
             }),
         })
     }

@@ -26,7 +26,7 @@ use webrtc::peer_connection::{
 };
 
 use super::sdp::{self, AnswerAudio, AUDIO_LEVEL_URI};
-use super::{IcePorts, Inner, Slot, TrackInfo, WhipError, WhipSessionInfo};
+use super::{IcePorts, Inner, Slot, TrackInfo, WhipError, WhipSessionInfo, WhipStats};
 
 /// The payload type we offer for Opus when we would choose; answers use the offer's.
 const OPUS_PT: u8 = 111;
@@ -62,7 +62,7 @@ impl Session {
 pub(crate) struct SessionShared {
     pub(crate) info: WhipSessionInfo,
     sink: Arc<dyn super::RtpSink>,
-    endpoint: Weak<Inner>,
+    stats: Arc<WhipStats>,
     answer: OnceLock<AnswerAudio>,
     stop: watch::Sender<bool>,
     failed: AtomicBool,
@@ -84,20 +84,12 @@ impl SessionShared {
     pub(crate) fn announce(&self) {
         self.announced.store(true, Ordering::Release);
     }
-
-    fn count(&self, f: impl FnOnce(&super::WhipStats)) {
-        if let Some(endpoint) = self.endpoint.upgrade() {
-            f(&endpoint.stats);
-        }
-    }
 }
 
 impl Drop for SessionShared {
     fn drop(&mut self) {
         if self.announced.load(Ordering::Acquire) {
-            self.count(|s| {
-                s.sessions_ended.fetch_add(1, Ordering::Relaxed);
-            });
+            self.stats.sessions_ended.fetch_add(1, Ordering::Relaxed);
             self.sink.session_ended(&self.info);
         }
     }
@@ -114,7 +106,7 @@ pub(crate) async fn start(
     let shared = Arc::new(SessionShared {
         info,
         sink: Arc::clone(&inner.sink),
-        endpoint: Arc::downgrade(inner),
+        stats: Arc::clone(&inner.stats),
         answer: OnceLock::new(),
         stop,
         failed: AtomicBool::new(false),
@@ -371,9 +363,7 @@ async fn pump(shared: Arc<SessionShared>, track: Arc<dyn TrackRemote>) {
             Some(_) => continue,
         };
         if !audio {
-            shared.count(|s| {
-                s.rtp_dropped.fetch_add(1, Ordering::Relaxed);
-            });
+            shared.stats.rtp_dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         let ssrc = packet.header.ssrc;
@@ -384,16 +374,12 @@ async fn pump(shared: Arc<SessionShared>, track: Arc<dyn TrackRemote>) {
         }
         match packet.marshal() {
             Ok(bytes) => {
-                shared.count(|s| {
-                    s.rtp_packets.fetch_add(1, Ordering::Relaxed);
-                });
+                shared.stats.rtp_packets.fetch_add(1, Ordering::Relaxed);
                 shared.sink.rtp(&shared.info, bytes.freeze());
             }
             Err(e) => {
                 log::debug!("WHIP: RTP packet not re-serialisable: {e}");
-                shared.count(|s| {
-                    s.rtp_dropped.fetch_add(1, Ordering::Relaxed);
-                });
+                shared.stats.rtp_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
