@@ -657,3 +657,119 @@ async fn abandoned_offer_is_ended_after_connect_timeout() {
     assert_eq!(server.endpoint.session_count(), 0);
     client.pc.close().await.unwrap();
 }
+
+/// The page a browser WHIP sender runs: capture (Chromium's fake device, fed from a WAV),
+/// a send-only audio transceiver, a complete offer, POST, apply the answer.
+const BROWSER_PAGE: &str = r#"<!doctype html><meta charset="utf-8"><title>whip</title><script>
+(async () => {
+  const whip = new URLSearchParams(location.search).get("whip");
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendonly" });
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((done) => {
+    if (pc.iceGatheringState === "complete") return done();
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") done();
+    });
+  });
+  const response = await fetch(whip, {
+    method: "POST",
+    headers: { "Content-Type": "application/sdp" },
+    body: pc.localDescription.sdp,
+  });
+  document.title = "posted " + response.status + " " + response.headers.get("Location");
+  await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+})().catch((e) => { document.title = "error " + e; });
+</script>"#;
+
+/// The browser process this test started; killed and reaped when the test ends, pass or fail.
+struct Browser(std::process::Child);
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Headless Chromium as the WHIP sender, the page served from another origin (so CORS is
+/// exercised). Skipped where Chromium is not installed (`CHROMIUM` names another binary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_sends_audio_through_whip() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !std::path::Path::new(&chromium).exists() {
+        eprintln!("skipped: no Chromium at {chromium}");
+        return;
+    }
+    let mut server = serve(WhipConfig::default()).await;
+    let page = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async { axum::response::Html(BROWSER_PAGE) }),
+    );
+    let page_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_url = format!(
+        "http://{}/?whip={}/whip/browser-call%3Fparticipant%3Dchromium",
+        page_listener.local_addr().unwrap(),
+        server.base
+    );
+    tokio::spawn(async move { axum::serve(page_listener, page).await });
+
+    let wav = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/calls/speech.A.wav"
+    );
+    let profile = std::env::temp_dir().join(format!("whip-chromium-{}", std::process::id()));
+    let browser = Browser(
+        std::process::Command::new(&chromium)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                &format!("--use-file-for-fake-audio-capture={wav}"),
+                &format!("--user-data-dir={}", profile.display()),
+                &page_url,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start chromium"),
+    );
+
+    let mut track: Option<TrackInfo> = None;
+    let mut packets = 0usize;
+    let mut decoder = audiopus::coder::Decoder::new(SampleRate::Hz48000, Channels::Stereo).unwrap();
+    let mut pcm = vec![0i16; 5760 * 2];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // 100 packets = 2 s of 20 ms frames.
+    while packets < 100 {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match next_event(&mut server.events, left).await {
+            Some(Event::Started(info, t)) => {
+                assert_eq!(info.call_id.as_deref(), Some("browser-call"));
+                assert_eq!(info.participant.as_deref(), Some("chromium"));
+                track = Some(t);
+            }
+            Some(Event::Rtp(_, mut bytes)) => {
+                let packet = rtp::Packet::unmarshal(&mut bytes).unwrap();
+                let payload: &[u8] = &packet.payload;
+                let samples = decoder
+                    .decode(Some(payload), &mut pcm[..], false)
+                    .expect("Chromium's payload decodes as Opus");
+                assert!(samples > 0);
+                packets += 1;
+            }
+            Some(Event::Ended(_)) => panic!("session ended early"),
+            None => panic!("Chromium delivered {packets} packets in 30 s"),
+        }
+    }
+    let track = track.expect("track_started");
+    assert_eq!(track.mime_type, "audio/opus");
+    assert_eq!(track.clock_rate, 48000);
+    drop(browser);
+    server.endpoint.close_all().await;
+    let _ = std::fs::remove_dir_all(profile);
+}
