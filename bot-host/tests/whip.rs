@@ -2,6 +2,7 @@
 //! served on loopback, connects (ICE, DTLS, SRTP) and sends Opus; the sink must see the same
 //! payloads bit for bit. Plus the HTTP error paths.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -440,12 +441,7 @@ async fn webrtc_sender_delivers_opus_through_whip() {
         .unwrap();
     assert_eq!(again.status(), 404);
     let stats = server.endpoint.stats();
-    assert_eq!(
-        stats
-            .sessions_ended
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(stats.sessions_ended.load(Ordering::Relaxed), 1);
     client.pc.close().await.unwrap();
 }
 
@@ -530,6 +526,10 @@ async fn http_errors() {
         .unwrap()
         .contains("Location"));
     assert_eq!(server.endpoint.session_count(), 0);
+    let stats = server.endpoint.stats();
+    // garbage, no Opus, not WebRTC (the 413 is refused before the endpoint sees it)
+    assert_eq!(stats.rejected_bad_offer.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.sessions_created.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -544,6 +544,11 @@ async fn session_limit_gives_503_and_port_range_is_used() {
     })
     .await;
     let whip = format!("{}/whip", server.base);
+
+    // An offer the stack refuses after a peer connection was built gives its slot back.
+    let not_webrtc = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+        m=audio 5004 RTP/AVP 111\r\na=sendonly\r\na=rtpmap:111 opus/48000/2\r\n";
+    assert_eq!(post_offer(&whip, not_webrtc.into()).await.status(), 400);
 
     let mut first_client = Client::new(false).await;
     let response = post_offer(&whip, first_client.offer().await).await;
