@@ -402,8 +402,14 @@ mod tests {
         ));
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, Micros(1_700_000_000_123_456));
-        assert_eq!(got[0].1, "10.0.0.1:4000".parse().unwrap());
-        assert_eq!(got[0].2, "10.0.0.2:5000".parse().unwrap());
+        assert_eq!(
+            got[0].1,
+            "10.0.0.1:4000".parse::<std::net::SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            got[0].2,
+            "10.0.0.2:5000".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(got[0].3, PAYLOAD);
         assert_eq!((st.frames, st.udp_datagrams), (1, 1));
     }
@@ -472,7 +478,12 @@ mod tests {
         .write(&mut ip, PAYLOAD)
         .unwrap();
         let (got, _) = read(&pcap(false, false, 101, &[(1, 0, &ip, ip.len() as u32)]));
-        assert_eq!(got[0].1, "[2001:db8::1]:4000".parse().unwrap());
+        assert_eq!(
+            got[0].1,
+            "[2001:db8::1]:4000"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+        );
     }
 
     #[test]

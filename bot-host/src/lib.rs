@@ -10,3 +10,4 @@ pub mod replay;
 pub mod report;
 pub mod simulate;
 pub mod signaling;
+pub mod whip;
