@@ -503,7 +503,7 @@ mod tests {
             &format!("a=crypto:7 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^31\r\n"),
         ))
         .unwrap();
-        assert_eq!(o.remote, "10.0.0.1:40000".parse().unwrap());
+        assert_eq!(o.remote, "10.0.0.1:40000".parse::<SocketAddr>().unwrap());
         assert_eq!(o.crypto_tag, Some(7));
         assert_eq!(
             o.srtp.as_ref().unwrap().profile(),
@@ -584,7 +584,7 @@ mod tests {
     fn media_level_connection_and_ipv6() {
         let sdp = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 6000 RTP/AVP 8\r\nc=IN IP6 fd00::2\r\n";
         let o = parse_offer(sdp).unwrap();
-        assert_eq!(o.remote, "[fd00::2]:6000".parse().unwrap());
+        assert_eq!(o.remote, "[fd00::2]:6000".parse::<SocketAddr>().unwrap());
         assert_eq!(o.primary_format(), Some((8, Some(AudioFormat::Pcma))));
         assert_eq!(o.direction, Direction::SendRecv);
     }

@@ -140,11 +140,11 @@ mod tests {
             "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5004 RTP/SAVP 111\r\na=recvonly\r\n",
         )
         .unwrap();
-        assert_eq!(a.media, "127.0.0.1:5004".parse().unwrap());
+        assert_eq!(a.media, "127.0.0.1:5004".parse::<SocketAddr>().unwrap());
         assert_eq!(a.direction, AnswerDirection::Receive);
         let a = parse_answer("v=0\nm=audio 5004 RTP/SAVP 111\nc=IN IP4 10.0.0.2\na=inactive\n")
             .unwrap();
-        assert_eq!(a.media, "10.0.0.2:5004".parse().unwrap());
+        assert_eq!(a.media, "10.0.0.2:5004".parse::<SocketAddr>().unwrap());
         assert_eq!(a.direction, AnswerDirection::Inactive);
         let a = parse_answer("c=IN IP4 10.0.0.2\nm=audio 0 RTP/SAVP 111\n").unwrap();
         assert_eq!(a.direction, AnswerDirection::Inactive);
