@@ -164,6 +164,9 @@ pub fn replay_pair(opts: &PairOptions) -> Result<PairSummary> {
     // matches it best; merging into memory first keeps a failed try from leaving files.
     let mut used = vec![false; paired.tracks.len()];
     let mut results: Vec<Merged> = Vec::new();
+    // Some pairing was refused because its coarse alignment was contradicted, not because
+    // the content differs: worth saying when nothing merges.
+    let mut unaligned = false;
     for (i, p) in primary.tracks.iter().enumerate() {
         let Some(pfile) = &p.file else { continue };
         let p_wall = leg_start(&primary, p.start_ms);
@@ -213,6 +216,7 @@ pub fn replay_pair(opts: &PairOptions) -> Result<PairSummary> {
                         break;
                     }
                     Err(MergeError::NotSameCall { .. }) => {}
+                    Err(MergeError::Unaligned { .. }) => unaligned = true,
                     Err(e) => {
                         return Err(e).with_context(|| {
                             format!("merging {} with {}", p.participant, q.participant)
@@ -255,8 +259,13 @@ pub fn replay_pair(opts: &PairOptions) -> Result<PairSummary> {
     let any_paired = results.iter().any(|r| r.paired.is_some());
     if !any_paired && paired.tracks.iter().any(|t| t.file.is_some()) {
         problems.push(format!(
-            "{}: no participant matches the primary leg's; it belongs to another call and was not merged",
-            opts.paired.display()
+            "{}: no participant matches the primary leg's; it belongs to another call and was not merged{}",
+            opts.paired.display(),
+            if unaligned {
+                " (or its host clock is off by more than 2 s and the legs carry no RTCP sender reports)"
+            } else {
+                ""
+            }
         ));
         let _ = std::fs::remove_dir_all(&merged_dir);
         return Ok(PairSummary {
