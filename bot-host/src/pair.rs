@@ -6,6 +6,11 @@
 //! Participants are paired by content, not by address: the two bots' sessions have nothing
 //! else in common. A paired capture that matches no participant belongs to another call and
 //! is rejected, not merged.
+//!
+//! Each pair of tracks is first placed coarsely, then by content (`merge_legs`). Coarse: from
+//! RTCP sender reports when both tracks have one (the sender's NTP clock is common to both
+//! legs, so the hosts' clocks, which may disagree by seconds, play no part), else from each
+//! host's arrival clock.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Cursor};
@@ -17,7 +22,7 @@ use serde_json::json;
 
 use crate::replay::{
     replay, round_ms, write_json, write_mix, write_segments, KeySpec, ReplayOptions, ReplaySummary,
-    TrackOut,
+    TrackOut, TrackReport,
 };
 
 /// What to record and merge.
@@ -38,14 +43,58 @@ pub struct PairOptions {
     pub targeted: Option<String>,
 }
 
+/// What placed the two legs of a participant before the content match refined it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoarseAlignment {
+    /// Both legs' tracks have an RTCP sender report anchor: the sender's NTP clock, common
+    /// to both legs, gives each track's start.
+    RtcpSr,
+    /// The two hosts' clocks (each track's first arrival), which may disagree.
+    Arrival,
+}
+
+impl CoarseAlignment {
+    /// The name written in `merged/meta.json` (`alignment.coarse_from`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CoarseAlignment::RtcpSr => "rtcp-sr",
+            CoarseAlignment::Arrival => "arrival",
+        }
+    }
+}
+
 /// One merged participant.
 pub struct MergedTrack {
     /// Name in `merged/` (the primary's participant name).
     pub participant: String,
     /// The paired participant it was merged with, if any.
     pub paired_with: Option<String>,
-    /// Merge counters (all from the primary when unpaired).
+    /// How the legs were placed before the content match; `None` when unpaired.
+    pub coarse: Option<CoarseAlignment>,
+    /// Where the merged track starts, on the primary host's clock (Unix ms).
+    pub start_unix_ms: f64,
+    /// Merge counters (all from the primary when unpaired). `offset_ms` is the paired host's
+    /// clock minus the primary's whatever placed the legs.
     pub stats: MergeStats,
+}
+
+/// The paired track's start expressed on the primary host's clock, for the merge's coarse
+/// alignment, and what it came from. With sender reports on both tracks, the sender's NTP
+/// clock relates the two starts (each is `ntp_unix_ms - track_ms` on that clock) and the
+/// hosts' clocks do not matter; otherwise each host's arrival clock gives its own start.
+fn paired_start(
+    p: &TrackReport,
+    p_wall_ms: f64,
+    q: &TrackReport,
+    q_wall_ms: f64,
+    coarse: CoarseAlignment,
+) -> f64 {
+    match (coarse, p.stats.sr_anchor, q.stats.sr_anchor) {
+        (CoarseAlignment::RtcpSr, Some(a), Some(b)) => {
+            p_wall_ms + (b.track_start_sender_ms() - a.track_start_sender_ms())
+        }
+        _ => q_wall_ms,
+    }
 }
 
 /// The outcome of a paired replay.
@@ -64,6 +113,7 @@ pub struct PairSummary {
 struct Merged {
     primary: usize,
     paired: Option<usize>,
+    coarse: Option<CoarseAlignment>,
     stats: MergeStats,
     /// Where the merged track starts, the primary's clock, Unix ms.
     start_unix_ms: f64,
@@ -114,51 +164,74 @@ pub fn replay_pair(opts: &PairOptions) -> Result<PairSummary> {
     // matches it best; merging into memory first keeps a failed try from leaving files.
     let mut used = vec![false; paired.tracks.len()];
     let mut results: Vec<Merged> = Vec::new();
+    // Some pairing was refused because its coarse alignment was contradicted, not because
+    // the content differs: worth saying when nothing merges.
+    let mut unaligned = false;
     for (i, p) in primary.tracks.iter().enumerate() {
         let Some(pfile) = &p.file else { continue };
-        let mut best: Option<(usize, MergeStats, f64, Vec<u8>)> = None;
+        let p_wall = leg_start(&primary, p.start_ms);
+        let mut best: Option<(usize, CoarseAlignment, MergeStats, f64, Vec<u8>)> = None;
         for (j, q) in paired.tracks.iter().enumerate() {
             let Some(qfile) = &q.file else { continue };
             if used[j] {
                 continue;
             }
-            let mut buf = Vec::new();
-            let attempt = merge_legs(
-                LegTrack {
-                    reader: open(&opts.out.join("primary").join(pfile))?,
-                    start_unix_ms: leg_start(&primary, p.start_ms),
-                },
-                LegTrack {
-                    reader: open(&opts.out.join("paired").join(qfile))?,
-                    start_unix_ms: leg_start(&paired, q.start_ms),
-                },
-                &call_id,
-                &p.participant,
-                Cursor::new(&mut buf),
-            );
-            match attempt {
-                Ok((stats, start)) => {
-                    if best
-                        .as_ref()
-                        .is_none_or(|b| stats.matched_frames > b.1.matched_frames)
-                    {
-                        best = Some((j, stats, start, buf));
+            let q_wall = leg_start(&paired, q.start_ms);
+            // Sender reports first where both tracks have one; if that finds the legs
+            // unrelated, the hosts' clocks get their chance too, since two senders (two
+            // forwarders) need not share an NTP clock while the content may still match.
+            let tries: &[CoarseAlignment] =
+                if p.stats.sr_anchor.is_some() && q.stats.sr_anchor.is_some() {
+                    &[CoarseAlignment::RtcpSr, CoarseAlignment::Arrival]
+                } else {
+                    &[CoarseAlignment::Arrival]
+                };
+            for &coarse in tries {
+                let q_start = paired_start(p, p_wall, q, q_wall, coarse);
+                let mut buf = Vec::new();
+                let attempt = merge_legs(
+                    LegTrack {
+                        reader: open(&opts.out.join("primary").join(pfile))?,
+                        start_unix_ms: p_wall,
+                    },
+                    LegTrack {
+                        reader: open(&opts.out.join("paired").join(qfile))?,
+                        start_unix_ms: q_start,
+                    },
+                    &call_id,
+                    &p.participant,
+                    Cursor::new(&mut buf),
+                );
+                match attempt {
+                    Ok((mut stats, start)) => {
+                        // The merge measured the paired start we gave it; report the paired
+                        // host's clock against the primary's, as with arrival alignment.
+                        stats.offset_ms += q_wall - q_start;
+                        if best
+                            .as_ref()
+                            .is_none_or(|b| stats.matched_frames > b.2.matched_frames)
+                        {
+                            best = Some((j, coarse, stats, start, buf));
+                        }
+                        break;
                     }
-                }
-                Err(MergeError::NotSameCall { .. }) => {}
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("merging {} with {}", p.participant, q.participant)
-                    })
+                    Err(MergeError::NotSameCall { .. }) => {}
+                    Err(MergeError::Unaligned { .. }) => unaligned = true,
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!("merging {} with {}", p.participant, q.participant)
+                        })
+                    }
                 }
             }
         }
         match best {
-            Some((j, stats, start, buf)) => {
+            Some((j, coarse, stats, start, buf)) => {
                 used[j] = true;
                 results.push(Merged {
                     primary: i,
                     paired: Some(j),
+                    coarse: Some(coarse),
                     stats,
                     start_unix_ms: start,
                     bytes: buf,
@@ -174,8 +247,9 @@ pub fn replay_pair(opts: &PairOptions) -> Result<PairSummary> {
                 results.push(Merged {
                     primary: i,
                     paired: None,
+                    coarse: None,
                     stats,
-                    start_unix_ms: leg_start(&primary, p.start_ms),
+                    start_unix_ms: p_wall,
                     bytes: buf,
                 });
             }
@@ -185,8 +259,13 @@ pub fn replay_pair(opts: &PairOptions) -> Result<PairSummary> {
     let any_paired = results.iter().any(|r| r.paired.is_some());
     if !any_paired && paired.tracks.iter().any(|t| t.file.is_some()) {
         problems.push(format!(
-            "{}: no participant matches the primary leg's; it belongs to another call and was not merged",
-            opts.paired.display()
+            "{}: no participant matches the primary leg's; it belongs to another call and was not merged{}",
+            opts.paired.display(),
+            if unaligned {
+                " (or its host clock is off by more than 2 s and the legs carry no RTCP sender reports)"
+            } else {
+                ""
+            }
         ));
         let _ = std::fs::remove_dir_all(&merged_dir);
         return Ok(PairSummary {
@@ -224,6 +303,7 @@ pub fn replay_pair(opts: &PairOptions) -> Result<PairSummary> {
                 "lost_both": stats.frames_lost_both,
             },
             "alignment": {
+                "coarse_from": r.coarse.map(CoarseAlignment::as_str),
                 "offset_ms": round_ms(stats.offset_ms),
                 "drift_ppm": (stats.drift_ppm * 100.0).round() / 100.0,
                 "matched_frames": stats.matched_frames,
@@ -232,6 +312,8 @@ pub fn replay_pair(opts: &PairOptions) -> Result<PairSummary> {
         merged.push(MergedTrack {
             participant: p.participant.clone(),
             paired_with,
+            coarse: r.coarse,
+            start_unix_ms: start,
             stats: stats.clone(),
         });
     }

@@ -712,7 +712,16 @@ fn track_json(t: &TrackReport) -> serde_json::Value {
             "malformed": s.malformed,
             "other_payload": s.other_payload,
             "rtcp": s.rtcp,
+            "sender_reports": s.sender_reports,
+            "sender_reports_ignored": s.sender_reports_ignored,
         },
+        // The sender's wall clock at a point of the track: what aligns the legs of a
+        // dual-bot recording (docs/merge.md).
+        "sr_anchor": s.sr_anchor.map(|a| json!({
+            "ssrc": a.ssrc,
+            "ntp_unix_ms": round_ms(a.ntp_unix_ms()),
+            "track_ms": round_ms(a.track_ms()),
+        })),
         "encode_errors": s.encode_errors,
     })
 }

@@ -99,6 +99,18 @@ pub enum MergeError {
         /// Frames both legs have a real packet for (primary's distinctive ones).
         compared: u64,
     },
+    /// No frame of the paired leg could be matched near where the coarse alignment (the wall
+    /// clocks, or RTCP sender reports) puts it, and frames there contradict that placement:
+    /// the coarse alignment is off by more than the content search covers. The paired leg
+    /// is left out rather than misplaced.
+    #[error(
+        "paired leg could not be aligned: no content match near the coarse alignment, \
+         and {contradicted} frames there contradict it"
+    )]
+    Unaligned {
+        /// Distinctive frames (of either leg) that landed on a different real packet.
+        contradicted: u64,
+    },
     /// The legs disagree on the channel count, so they cannot share one Opus stream.
     #[error("legs differ in channel count: primary {primary}, paired {paired}")]
     ChannelMismatch {
@@ -402,6 +414,10 @@ struct Alignment {
     initial: i64,
     /// Whether each primary packet is distinctive (see [`distinctive`]).
     dist_p: Vec<bool>,
+    /// Whether each paired packet is distinctive.
+    dist_q: Vec<bool>,
+    /// Whether any content match placed the paired leg (else only the coarse guess did).
+    anchored: bool,
     drift_ppm: f64,
     reanchors: u64,
 }
@@ -514,6 +530,8 @@ fn align(primary: &LegData, paired: &LegData, coarse: i64) -> Alignment {
         return Alignment {
             offsets,
             dist_p: dp,
+            dist_q: dq,
+            anchored: false,
             initial: snapped,
             drift_ppm: 0.0,
             reanchors: 0,
@@ -545,6 +563,8 @@ fn align(primary: &LegData, paired: &LegData, coarse: i64) -> Alignment {
     Alignment {
         offsets,
         dist_p: dp,
+        dist_q: dq,
+        anchored: true,
         initial: d0,
         drift_ppm,
         reanchors,
@@ -672,6 +692,12 @@ fn merge_data<W: Write>(
     // the primary's (both sorted, offsets move rarely, so the cursor moves little).
     let mut c = 0usize;
     let dist_p = &al.dist_p;
+    // Without a single content match, the coarse guess alone places the paired leg. That is
+    // right for a participant who was silent on both legs, but a guess off by more than the
+    // search window places everything wrong, and the primary's distinctive frames alone may
+    // be too few there to tell (a leg in an outage, trailing silence). So any distinctive
+    // frame, of either leg, landing on a different real packet contradicts the guess.
+    let mut contradicted = 0u64;
     for k in 0..q.pkts.len() {
         if al.offsets[k] == UNPLACED {
             continue;
@@ -690,6 +716,13 @@ fn merge_data<W: Write>(
             .filter(|&i| i < p.pkts.len())
             .find(|&i| (p.pkts[i].pos - m).abs() < half.max(1));
         if let Some(i) = hit {
+            if !al.anchored
+                && (dist_p[i] || al.dist_q[k])
+                && (p.pkts[i].hash != q.pkts[k].hash
+                    || p.payload(&p.pkts[i]) != q.payload(&q.pkts[k]))
+            {
+                contradicted += 1;
+            }
             if dist_p[i] {
                 stats.compared_frames += 1;
                 if p.pkts[i].hash == q.pkts[k].hash
@@ -707,6 +740,9 @@ fn merge_data<W: Write>(
             matched: stats.matched_frames,
             compared: stats.compared_frames,
         });
+    }
+    if contradicted > 0 {
+        return Err(MergeError::Unaligned { contradicted });
     }
 
     // The merged track starts at the earlier leg, ends at the later one.
@@ -998,6 +1034,40 @@ mod tests {
             }
             other => panic!("expected NotSameCall, got {:?}", other.map(|r| r.0)),
         }
+    }
+
+    #[test]
+    fn a_coarse_alignment_beyond_the_search_window_is_refused_not_misplaced() {
+        // The primary has only the call's first and last 40 frames (an outage between); the
+        // paired host's clock is 3.5 s (175 frames) ahead, beyond the ±2 s content search.
+        // Only 40 primary frames face paired ones at the wrong place: too few for the
+        // same-call test, so the wall clock alone would place, and misplace, the paired leg.
+        let p = slots(1, 600, |i| (40..560).contains(&i));
+        let q = slots(1, 600, |i| i % 20 == 7);
+        match merge(&p, 0.0, &q, 3500.0) {
+            Err(MergeError::Unaligned { contradicted }) => assert!(contradicted >= 30),
+            other => panic!("expected Unaligned, got {:?}", other.map(|r| r.0)),
+        }
+        // Placed right (as RTCP sender reports would), the same legs merge exactly.
+        let (s, _, out) = merge(&p, 0.0, &q, 0.0).unwrap();
+        let both = (40..560).filter(|i| i % 20 == 7).count() as u64;
+        assert_eq!(s.frames_lost_both, both);
+        assert_eq!(s.frames_paired, 520 - both);
+        assert_in_place(&out, 0);
+    }
+
+    #[test]
+    fn a_leg_with_nothing_distinctive_is_still_placed_by_the_wall_clock() {
+        // A participant who never spoke: the encoder's same frame throughout, on both legs.
+        let quiet: Vec<_> = (0..300)
+            .map(|i| (i % 9 != 4).then(|| frame(1, 0)))
+            .collect();
+        let (s, _, _) = merge(&quiet, 0.0, &quiet, 3500.0).unwrap();
+        assert_eq!((s.matched_frames, s.compared_frames), (0, 0));
+        assert_eq!(
+            s.frames_primary + s.frames_paired + s.frames_lost_both,
+            300 + 175
+        );
     }
 
     #[test]

@@ -134,6 +134,53 @@ pub struct TrackStats {
     pub encode_errors: u64,
     /// The most recent SRTP failure, for a clear report (e.g. a wrong key).
     pub last_srtp_error: Option<SrtpError>,
+    /// RTCP sender reports received (every SSRC).
+    pub sender_reports: u64,
+    /// Sender reports that could not be placed on the track: another SSRC than the one
+    /// feeding the track, no packet of that SSRC placed yet, or no wall clock (NTP 0).
+    pub sender_reports_ignored: u64,
+    /// Where the first placeable sender report falls on the track: ties the sender's wall
+    /// clock to the track's time line (used to align the two legs of a dual-bot recording).
+    pub sr_anchor: Option<SrAnchor>,
+}
+
+/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+const NTP_UNIX_OFFSET_S: u64 = 2_208_988_800;
+
+/// An RTCP sender report placed on a track's time line: the sender's wall clock (NTP) at a
+/// known track position. Two recordings of the same sender (the legs of a dual-bot call)
+/// share that clock, so their tracks can be aligned without trusting either host's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SrAnchor {
+    /// The SSRC that sent the report (the one feeding the track at the time).
+    pub ssrc: u32,
+    /// NTP timestamp of the report, 32.32 fixed point seconds since 1900.
+    pub ntp: u64,
+    /// The report's RTP timestamp, in the stream's clock.
+    pub rtp_timestamp: u32,
+    /// Where that RTP timestamp falls on the track, 48 kHz samples from the track's first
+    /// sample (the file's granule clock before pre-skip). Negative if it precedes the first
+    /// packet.
+    pub position_48k: i64,
+}
+
+impl SrAnchor {
+    /// The report's NTP time as Unix ms (fraction kept).
+    pub fn ntp_unix_ms(&self) -> f64 {
+        let secs = (self.ntp >> 32) as f64 - NTP_UNIX_OFFSET_S as f64;
+        let frac = (self.ntp & 0xffff_ffff) as f64 / 4_294_967_296.0;
+        (secs + frac) * 1000.0
+    }
+
+    /// The anchor's track position in ms.
+    pub fn track_ms(&self) -> f64 {
+        self.position_48k as f64 / 48.0
+    }
+
+    /// Unix ms on the sender's clock of the track's first sample.
+    pub fn track_start_sender_ms(&self) -> f64 {
+        self.ntp_unix_ms() - self.track_ms()
+    }
 }
 
 /// Something a track reports besides bytes.
@@ -193,6 +240,9 @@ struct Sink {
     segmenter: Option<Segmenter>,
     /// The segmenter's result once the track is finished.
     segments: Option<Vec<Segment>>,
+    /// Extended RTP timestamp and time-line position (48 kHz) of the last packet placed from
+    /// the current source: what a sender report's RTP timestamp is measured from.
+    last_placed: Option<(ExtTs, u64)>,
     stats: TrackStats,
     events: VecDeque<TrackEvent>,
 }
@@ -228,6 +278,7 @@ impl ParticipantTrack {
                 transcoder: None,
                 segmenter: None,
                 segments: None,
+                last_placed: None,
                 stats: TrackStats::default(),
                 events: VecDeque::new(),
             },
@@ -386,6 +437,9 @@ impl ParticipantTrack {
             self.retired.duplicated += s.duplicated;
             self.retired.late += s.late;
             self.sink.timeline.new_source();
+            // The new source's timestamps have another base: reports of it must be measured
+            // from its own packets.
+            self.sink.last_placed = None;
         }
         if !self.sink.stats.ssrcs.contains(&ssrc) {
             self.sink.stats.ssrcs.push(ssrc);
@@ -429,14 +483,23 @@ impl ParticipantTrack {
             return;
         };
         self.sink.stats.rtcp += 1;
+        let current = self.source.as_ref().map(|s| s.ssrc);
         for packet in compound.iter().flatten() {
             match packet {
-                RtcpPacket::SenderReport(sr) => self.push_event(TrackEvent::SenderReport {
-                    ssrc: sr.ssrc,
-                    ntp: sr.ntp_timestamp,
-                    rtp_timestamp: sr.rtp_timestamp,
-                    at: now,
-                }),
+                RtcpPacket::SenderReport(sr) => {
+                    self.sink.anchor_sender_report(
+                        current,
+                        sr.ssrc,
+                        sr.ntp_timestamp,
+                        sr.rtp_timestamp,
+                    );
+                    self.push_event(TrackEvent::SenderReport {
+                        ssrc: sr.ssrc,
+                        ntp: sr.ntp_timestamp,
+                        rtp_timestamp: sr.rtp_timestamp,
+                        at: now,
+                    })
+                }
                 RtcpPacket::Goodbye(bye) => {
                     for ssrc in bye.ssrcs() {
                         self.push_event(TrackEvent::Goodbye { ssrc, at: now });
@@ -572,6 +635,31 @@ fn looks_like_dtmf(payload: &[u8]) -> bool {
 }
 
 impl Sink {
+    /// Places a sender report of `ssrc` on the time line, relative to the last packet placed
+    /// from the current source (`current`); the first one placed is kept.
+    fn anchor_sender_report(&mut self, current: Option<u32>, ssrc: u32, ntp: u64, rtp_ts: u32) {
+        self.stats.sender_reports += 1;
+        let last = self.last_placed.filter(|_| current == Some(ssrc));
+        // NTP 0 is a sender without a wall clock (RFC 3550 6.4.1).
+        let Some((ts, pos)) = last.filter(|_| ntp != 0) else {
+            self.stats.sender_reports_ignored += 1;
+            return;
+        };
+        if self.stats.sr_anchor.is_some() {
+            return;
+        }
+        // The report is sent near the stream's newest packet: the nearest interpretation
+        // of its 32-bit timestamp (within 2^31 ticks) is the right one, across a wrap too.
+        let delta = rtp_ts.wrapping_sub(ts.0 as u32) as i32 as i64;
+        let position_48k = pos as i64 + self.timeline.rtp_to_samples48(delta);
+        self.stats.sr_anchor = Some(SrAnchor {
+            ssrc,
+            ntp,
+            rtp_timestamp: rtp_ts,
+            position_48k,
+        });
+    }
+
     /// Places one in-order packet on the time line, fills any gap before it with silence and
     /// writes it.
     /// A packet leaving the reorder window: audio is placed and written; packets that only
@@ -605,6 +693,7 @@ impl Sink {
             segmenter,
             stats,
             events,
+            last_placed,
             ..
         } = self;
         // Opus is checked before it goes into the file; other formats cannot be malformed
@@ -624,6 +713,7 @@ impl Sink {
             Some(_) => 0,
         };
         let (pos, resync) = timeline.place(ts, arrival);
+        *last_placed = Some((ts, pos));
         if let Some(reason) = resync {
             if reason != Resync::NewSource {
                 if events.len() >= MAX_EVENTS {
@@ -1158,6 +1248,117 @@ mod tests {
         for ms in (860..1180).step_by(20) {
             assert!(power(ms) < 1e3, "{ms} ms: {}", power(ms));
         }
+    }
+
+    /// An RTCP sender report (no report blocks).
+    fn sr(ssrc: u32, ntp: u64, rtp_ts: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 200, 0, 6];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&ntp.to_be_bytes());
+        p.extend_from_slice(&rtp_ts.to_be_bytes());
+        p.extend_from_slice(&[0; 8]);
+        p
+    }
+
+    /// 2025-11-26T00:00:00.5Z as NTP.
+    const NTP_HALF: u64 = ((2_208_988_800 + 1_764_115_200) << 32) | 0x8000_0000;
+
+    #[test]
+    fn sender_report_is_placed_across_a_timestamp_wrap() {
+        let ts0 = u32::MAX - 5000;
+        // Ahead of the newest packet (the usual case) and behind it, both across the wrap.
+        for (sr_frames, want) in [(31u32, 31 * 960i64), (2, 2 * 960)] {
+            let mut sim = Sim::new(None);
+            for i in 0..30u32 {
+                sim.send(
+                    i as u64 * 20,
+                    rtp(5, i as u16, ts0.wrapping_add(i * 960), i),
+                );
+            }
+            sim.send(601, sr(5, NTP_HALF, ts0.wrapping_add(sr_frames * 960)));
+            let (st, _) = sim.finish();
+            let a = st.sr_anchor.expect("anchored");
+            assert_eq!(a.position_48k, want);
+            assert_eq!((a.ssrc, a.ntp), (5, NTP_HALF));
+            assert_eq!(a.ntp_unix_ms(), 1_764_115_200_500.0);
+            assert_eq!(a.track_ms(), want as f64 / 48.0);
+            assert_eq!(
+                (st.sender_reports, st.sender_reports_ignored, st.rtcp),
+                (1, 0, 1)
+            );
+        }
+    }
+
+    #[test]
+    fn sender_report_of_a_16khz_stream_is_scaled_to_48khz() {
+        let mut cfg = TrackConfig::new("call", "l16");
+        cfg.payload_type = Some(96);
+        cfg.format = Some(AudioFormat::L16 {
+            rate: 16_000,
+            channels: 1,
+        });
+        let mut track = ParticipantTrack::new(cfg);
+        let ts0 = u32::MAX - 1000; // wraps at the fourth packet
+        for i in 0..30u32 {
+            let now = Micros::from_millis(i as u64 * 20);
+            if track.poll_timeout().is_some_and(|t| t <= now) {
+                track.handle_timeout(now);
+            }
+            let mut p = rtp(8, i as u16, ts0.wrapping_add(i * 320), 0);
+            p.truncate(12);
+            p[1] = 96;
+            p.extend((0..320).flat_map(|k| (((k * 37) % 2000) as i16 - 1000).to_be_bytes()));
+            track.handle_datagram(now, &mut p);
+        }
+        // Half a frame after the last packet (29, at 29 x 960): 160 ticks at 16 kHz.
+        let mut report = sr(8, NTP_HALF, ts0.wrapping_add(29 * 320 + 160));
+        track.handle_datagram(Micros::from_millis(590), &mut report);
+        track.finish();
+        let st = track.stats();
+        assert_eq!(st.codec, "L16", "{st:?}");
+        assert_eq!(st.sender_reports, 1, "{st:?}");
+        assert_eq!(st.sr_anchor.map(|a| a.position_48k), Some(29 * 960 + 480));
+    }
+
+    #[test]
+    fn sender_reports_that_cannot_be_placed_are_ignored_and_the_first_anchor_kept() {
+        let mut sim = Sim::new(None);
+        sim.send(0, sr(1, NTP_HALF, 0)); // before any packet
+        for i in 0..20u32 {
+            sim.send(5 + i as u64 * 20, rtp(1, i as u16, 1000 + i * 960, i));
+        }
+        sim.send(400, sr(2, NTP_HALF, 1000)); // another SSRC
+        sim.send(401, sr(1, 0, 1000)); // no wall clock
+        sim.send(402, sr(1, NTP_HALF, 1000 + 20 * 960));
+        sim.send(403, sr(1, NTP_HALF + (1 << 32), 1000 + 70 * 960));
+        // Not RTCP-looking garbage must not disturb it either.
+        sim.send(404, vec![200, 200, 0, 0]);
+        let (st, _) = sim.finish();
+        assert_eq!((st.sender_reports, st.sender_reports_ignored), (5, 3));
+        let a = st.sr_anchor.unwrap();
+        assert_eq!((a.ntp, a.position_48k), (NTP_HALF, 20 * 960));
+        assert_eq!(a.track_start_sender_ms(), 1_764_115_200_100.0);
+    }
+
+    #[test]
+    fn sender_report_after_an_ssrc_change_is_measured_from_the_new_source() {
+        let mut sim = Sim::new(None);
+        for i in 0..50u32 {
+            sim.send(i as u64 * 20, rtp(1, i as u16, i * 960, i));
+        }
+        for i in 50..60u32 {
+            sim.send(
+                i as u64 * 20,
+                rtp(2, i as u16 + 9_000, 123_456 + i * 960, i),
+            );
+        }
+        // The old source's report now has nothing to refer to; the new one's does.
+        sim.send(1201, sr(1, NTP_HALF, 55 * 960));
+        sim.send(1202, sr(2, NTP_HALF, 123_456 + 61 * 960));
+        let (st, _) = sim.finish();
+        assert_eq!(st.sender_reports_ignored, 1);
+        let a = st.sr_anchor.unwrap();
+        assert_eq!((a.ssrc, a.position_48k), (2, 61 * 960));
     }
 
     #[test]

@@ -139,7 +139,8 @@ impl Timeline {
         (by_arrival as u64, reason)
     }
 
-    fn rtp_to_samples48(&self, ticks: i64) -> i64 {
+    /// An RTP timestamp difference in the stream's clock as 48 kHz samples.
+    pub fn rtp_to_samples48(&self, ticks: i64) -> i64 {
         if self.clock_rate == 48_000 {
             ticks
         } else {
