@@ -85,8 +85,7 @@ fn run(n: usize, seconds: u64) -> std::io::Result<Step> {
             })
             .expect("call opens");
         let material =
-            SrtpKeyMaterial::new(SrtpProfile::AesCm128HmacSha1_80, &key[..16], &key[16..])
-                .unwrap();
+            SrtpKeyMaterial::new(SrtpProfile::AesCm128HmacSha1_80, &key[..16], &key[16..]).unwrap();
         calls.push(Call {
             socket,
             srtp: SrtpSession::new(material),
@@ -207,7 +206,11 @@ fn main() {
                 if r.received < r.sent {
                     d.push(format!("lost before the readers {}", r.sent - r.received));
                 }
-                let drops = if d.is_empty() { "0".into() } else { d.join(", ") };
+                let drops = if d.is_empty() {
+                    "0".into()
+                } else {
+                    d.join(", ")
+                };
                 println!(
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} ms | {:.1} s |",
                     r.calls,

@@ -4,10 +4,11 @@
 //! sockets, WebRTC) builds on the same [`replay`] driver of media-core.
 
 pub mod capture;
+pub mod host;
 pub mod live;
 pub mod pair;
 pub mod replay;
 pub mod report;
-pub mod simulate;
 pub mod signaling;
+pub mod simulate;
 pub mod whip;

@@ -18,6 +18,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The live compliance bot: the notification webhook, recording profiles, RTP/SRTP media
+    /// on UDP, WebRTC through WHIP, the spool, /metrics. Runs until Ctrl-C or SIGTERM, then
+    /// seals every active recording. SIGHUP reloads the recording profiles.
+    Serve {
+        /// TOML config file (see docs/live.md); flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (spool, outbox, profiles.toml). Default ./data.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// HTTP address (default 127.0.0.1:0, printed).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// UDP media address (default 127.0.0.1:0, printed).
+        #[arg(long)]
+        media_listen: Option<std::net::SocketAddr>,
+        /// Recording profiles file (TOML or JSON).
+        #[arg(long)]
+        profiles: Option<PathBuf>,
+        /// primary or paired.
+        #[arg(long)]
+        role: Option<String>,
+        /// The metadata store's interactions URL.
+        #[arg(long)]
+        store_url: Option<String>,
+    },
     /// Record a captured call (pcap/pcapng of RTP or SRTP over UDP): one Ogg Opus file per
     /// participant (= UDP flow) and a meta.json, written into --out.
     Replay {
@@ -111,6 +137,47 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode> {
     match Cli::parse().command {
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+            media_listen,
+            profiles,
+            role,
+            store_url,
+        } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .init();
+            let mut cfg = match config {
+                Some(p) => bot_host::host::HostConfig::load(&p)?,
+                None => bot_host::host::HostConfig::default(),
+            };
+            if let Some(v) = data_dir {
+                cfg.data_dir = v;
+            }
+            if let Some(v) = listen {
+                cfg.listen = v;
+            }
+            if let Some(v) = media_listen {
+                cfg.media_listen = v;
+            }
+            if let Some(v) = profiles {
+                cfg.profiles = Some(v);
+            }
+            if let Some(v) = role {
+                cfg.role = v;
+            }
+            if let Some(v) = store_url {
+                cfg.store_url = Some(v);
+            }
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(bot_host::host::serve(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Simulate {
             to,
             calls,

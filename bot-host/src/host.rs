@@ -1,0 +1,838 @@
+//! `bot-host serve`: the live compliance bot. Wires the sans-IO signaling core
+//! ([`crate::signaling`]) to the media plane ([`crate::live`]), WHIP ([`crate::whip`]), the
+//! metadata reporter ([`crate::report`]) and an HTTP server (axum on hyper).
+//!
+//! The signaling state sits behind one mutex: it is the control plane (a few requests per
+//! call), never touched by the per-packet path, which lives entirely inside the media plane
+//! and the WebRTC tasks. See `docs/live.md` for the HTTP contract.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::live::pipeline::RosterEntry;
+use crate::live::pipeline::{CallMedia, MediaConfig, MediaPlane, PlaneError, PlaneEvent, RouteKey};
+use crate::live::sdp::{answer_sdp, parse_offer};
+use crate::live::spool::Spool;
+use crate::report::Reporter;
+use crate::signaling::{BotRole, CallControl, Command, LocalCallControl, Profiles, Signaling};
+use crate::whip::{RtpSink, TrackInfo, WhipConfig, WhipEndpoint, WhipSessionInfo};
+
+/// `bot-host serve` settings (TOML file, every key optional).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostConfig {
+    /// HTTP address (webhook, WHIP, status, metrics). Port 0 = any free port.
+    pub listen: SocketAddr,
+    /// UDP media address. Port 0 = any free port.
+    pub media_listen: SocketAddr,
+    /// Data directory: spool, outbox, default profiles file.
+    pub data_dir: PathBuf,
+    /// Recording profiles file (TOML or JSON); default `<data_dir>/profiles.toml`, and the
+    /// embedded default when that does not exist.
+    pub profiles: Option<PathBuf>,
+    /// `primary` or `paired`.
+    pub role: String,
+    /// The metadata store's interactions URL; none = metadata only in the recordings.
+    pub store_url: Option<String>,
+    /// Media reader threads.
+    pub readers: usize,
+    /// Media worker threads.
+    pub workers: usize,
+    /// Per-worker queue capacity, messages.
+    pub queue_capacity: usize,
+    /// Seconds without a packet before a call's media is considered gone.
+    pub media_timeout_secs: u64,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            media_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            data_dir: PathBuf::from("data"),
+            profiles: None,
+            role: "primary".into(),
+            store_url: None,
+            readers: 2,
+            workers: 2,
+            queue_capacity: 8192,
+            media_timeout_secs: 30,
+        }
+    }
+}
+
+impl HostConfig {
+    /// Reads a TOML config file.
+    pub fn load(path: &Path) -> Result<HostConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+    }
+
+    fn role(&self) -> Result<BotRole> {
+        match self.role.as_str() {
+            "primary" => Ok(BotRole::Primary),
+            "paired" => Ok(BotRole::Paired),
+            other => anyhow::bail!("role must be primary or paired, not {other:?}"),
+        }
+    }
+
+    fn profiles_path(&self) -> PathBuf {
+        self.profiles
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("profiles.toml"))
+    }
+}
+
+/// What the host knows of a recording beyond signaling.
+#[derive(Debug, Clone)]
+struct RecordingState {
+    status: &'static str,
+    sealed_path: Option<PathBuf>,
+}
+
+struct Shared {
+    signaling: Mutex<Signaling>,
+    recordings: Mutex<HashMap<String, RecordingState>>,
+    plane: Arc<MediaPlane>,
+    spool: Spool,
+    reporter: Reporter,
+    whip: Arc<WhipEndpoint>,
+    profiles_path: PathBuf,
+    role: BotRole,
+    http: Mutex<Option<SocketAddr>>,
+    alarms: AtomicU64,
+    webhook_errors: AtomicU64,
+}
+
+/// A running bot-host.
+pub struct Host {
+    shared: Arc<Shared>,
+    http: SocketAddr,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+fn load_profiles(path: &Path) -> Result<Profiles> {
+    let (profiles, from_file) = Profiles::load_or_embedded(path)
+        .with_context(|| format!("cannot load recording profiles {}", path.display()))?;
+    if from_file {
+        tracing::info!("recording profiles loaded from {}", path.display());
+    } else {
+        tracing::info!(
+            "no profiles file at {}: embedded default (record every call)",
+            path.display()
+        );
+    }
+    Ok(profiles)
+}
+
+impl Host {
+    /// Starts every part on `config`; must run inside a tokio runtime.
+    pub async fn start(config: HostConfig) -> Result<Host> {
+        let role = config.role()?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+        let profiles_path = config.profiles_path();
+        let profiles = load_profiles(&profiles_path)?;
+        let spool = Spool::new(&config.data_dir).context("cannot open the spool")?;
+        let mut mc = MediaConfig::new(config.media_listen, spool.clone());
+        mc.readers = config.readers.max(1);
+        mc.workers = config.workers.max(1);
+        mc.queue_capacity = config.queue_capacity.max(16);
+        mc.media_timeout = Duration::from_secs(config.media_timeout_secs.max(1));
+        let plane = Arc::new(MediaPlane::start(mc).context("cannot start the media plane")?);
+        let reporter = Reporter::start(config.store_url.clone(), &config.data_dir.join("outbox"))?;
+        let sink = Arc::new(WhipToPlane {
+            plane: plane.clone(),
+        });
+        let whip = Arc::new(
+            WhipEndpoint::new(WhipConfig::default(), sink)
+                .map_err(|e| anyhow::anyhow!("cannot start WHIP: {e}"))?,
+        );
+        let shared = Arc::new(Shared {
+            signaling: Mutex::new(Signaling::new(profiles, role)),
+            recordings: Mutex::new(HashMap::new()),
+            plane,
+            spool,
+            reporter,
+            whip: whip.clone(),
+            profiles_path,
+            role,
+            http: Mutex::new(None),
+            alarms: AtomicU64::new(0),
+            webhook_errors: AtomicU64::new(0),
+        });
+
+        let app = Router::new()
+            .route("/api/calls", post(webhook))
+            .route("/api/calls/{id}", get(call_status))
+            .route("/api/info", get(info))
+            .route("/api/profiles/reload", post(reload))
+            .route("/metrics", get(metrics))
+            .with_state(shared.clone())
+            .merge(whip.clone().router());
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let http = listener.local_addr()?;
+        *shared.http.lock().expect("not poisoned") = Some(http);
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!("HTTP server failed: {e}");
+            }
+        });
+        tokio::spawn(media_events(shared.clone()));
+        tokio::spawn(timers(shared.clone(), tx.subscribe()));
+        Ok(Host {
+            shared,
+            http,
+            shutdown: tx,
+            server,
+        })
+    }
+
+    /// The HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
+    /// The UDP media address.
+    pub fn media_addr(&self) -> SocketAddr {
+        self.shared.plane.local_addr()
+    }
+
+    /// Reloads the recording profiles.
+    pub fn reload_profiles(&self) -> Result<()> {
+        reload_into(&self.shared)
+    }
+
+    /// Stops accepting work, seals every active recording with its final metadata, and
+    /// returns once they are sealed.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        self.shared.whip.close_all().await;
+        let cmds = self
+            .shared
+            .signaling
+            .lock()
+            .expect("not poisoned")
+            .shutdown(SystemTime::now());
+        let mut ctl = LocalCallControl::new();
+        let waits = execute(&self.shared, cmds, &mut ctl);
+        for w in waits {
+            let _ = w.await;
+        }
+        // Whatever is still open (WHIP sessions, calls signaling never saw end) is sealed
+        // when the last reference to the plane goes.
+        let shared = self.shared;
+        tokio::task::spawn_blocking(move || drop(shared))
+            .await
+            .context("sealing on shutdown")?;
+        Ok(())
+    }
+}
+
+fn reload_into(shared: &Shared) -> Result<()> {
+    let profiles = load_profiles(&shared.profiles_path)?;
+    shared
+        .signaling
+        .lock()
+        .expect("not poisoned")
+        .replace_profiles(profiles);
+    Ok(())
+}
+
+/// The product's alarm when the host cannot take a call it should record.
+fn resource_alarm(shared: &Shared, call_id: &str, why: &str) {
+    shared.alarms.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(
+        alarm = "RecordingResourceUnavailable",
+        severity = "major",
+        source = %call_id,
+        corrective_action = "add bot-host capacity or free disk space; the call was refused so that the platform applies its recording-required policy",
+        "cannot record call {call_id}: {why}"
+    );
+}
+
+fn inactive_sdp() -> String {
+    // An answer for an invitation without a usable offer that we still answer (not recorded).
+    "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\na=inactive\r\n".into()
+}
+
+type Wait = tokio::task::JoinHandle<()>;
+
+/// Runs signaling's commands. Returns the seal waits started (shutdown awaits them).
+fn execute(shared: &Arc<Shared>, cmds: Vec<Command>, ctl: &mut LocalCallControl) -> Vec<Wait> {
+    let mut waits = Vec::new();
+    let mut more = Vec::new();
+    for cmd in cmds {
+        match cmd {
+            Command::Answer {
+                call_id,
+                offer_sdp,
+                record,
+            } => {
+                let offer = offer_sdp.as_deref().map(parse_offer);
+                match (record, offer) {
+                    (Some(rec), Some(Ok(offer))) => {
+                        let interaction =
+                            serde_json::to_value(&rec.interaction).unwrap_or(Value::Null);
+                        let media = CallMedia {
+                            call_id: call_id.clone(),
+                            recording_id: rec.recording_id.clone(),
+                            offer: offer.clone(),
+                            targeted: None,
+                            meta: json!({
+                                "profile": rec.profile,
+                                "retention_days": rec.retention_days,
+                                "storage": rec.storage,
+                                "double_recording": rec.double_recording,
+                                "interaction": interaction,
+                            }),
+                        };
+                        match shared.plane.open_call(media) {
+                            Ok(()) => {
+                                let sdp = answer_sdp(&offer, shared.plane.local_addr(), true);
+                                let _ = ctl.answer(&call_id, &sdp);
+                                shared.recordings.lock().expect("not poisoned").insert(
+                                    rec.recording_id.clone(),
+                                    RecordingState {
+                                        status: "recording",
+                                        sealed_path: None,
+                                    },
+                                );
+                                submit(shared, &interaction);
+                            }
+                            Err(e) => {
+                                if matches!(e, PlaneError::Busy | PlaneError::Spool(_)) {
+                                    resource_alarm(shared, &call_id, &e.to_string());
+                                }
+                                let _ = ctl.reject(&call_id, &format!("cannot record: {e}"));
+                                more.extend(
+                                    shared
+                                        .signaling
+                                        .lock()
+                                        .expect("not poisoned")
+                                        .recording_failed(&rec.recording_id),
+                                );
+                            }
+                        }
+                    }
+                    (Some(rec), bad) => {
+                        let why = match bad {
+                            Some(Err(e)) => format!("unusable SDP offer: {e}"),
+                            _ => "no SDP offer".into(),
+                        };
+                        tracing::warn!(call = %call_id, "rejecting a call to record: {why}");
+                        let _ = ctl.reject(&call_id, &why);
+                        more.extend(
+                            shared
+                                .signaling
+                                .lock()
+                                .expect("not poisoned")
+                                .recording_failed(&rec.recording_id),
+                        );
+                    }
+                    (None, Some(Ok(offer))) => {
+                        let sdp = answer_sdp(&offer, shared.plane.local_addr(), false);
+                        let _ = ctl.answer(&call_id, &sdp);
+                    }
+                    (None, _) => {
+                        let _ = ctl.answer(&call_id, &inactive_sdp());
+                    }
+                }
+            }
+            Command::Reject { call_id, reason } => {
+                let _ = ctl.reject(&call_id, &reason);
+            }
+            Command::UpdateRecordingStatus { call_id, status } => {
+                let _ = ctl.update_recording_status(&call_id, status);
+            }
+            Command::KeepAlive { call_id } => {
+                let _ = ctl.keep_alive(&call_id);
+            }
+            Command::Hangup { call_id } => {
+                let _ = ctl.hangup(&call_id);
+            }
+            Command::Roster {
+                recording_id,
+                participants,
+            } => {
+                let roster: Vec<RosterEntry> = participants
+                    .iter()
+                    .filter_map(|p| {
+                        let msi = p.msi?;
+                        let name = p
+                            .party
+                            .display_name
+                            .clone()
+                            .or_else(|| p.party.upn.clone())
+                            .or_else(|| p.party.id.clone())
+                            .unwrap_or_else(|| format!("msi-{msi}"));
+                        Some(RosterEntry {
+                            msi,
+                            participant: name,
+                            muted: p.muted,
+                        })
+                    })
+                    .collect();
+                if let Err(e) = shared.plane.update_roster(&recording_id, roster) {
+                    tracing::warn!(recording = %recording_id, "roster update not applied: {e}");
+                }
+            }
+            Command::Interaction { interaction, .. } => {
+                submit(
+                    shared,
+                    &serde_json::to_value(&interaction).unwrap_or(Value::Null),
+                );
+            }
+            Command::StopRecording {
+                recording_id,
+                interaction,
+            } => {
+                let value = serde_json::to_value(&interaction).unwrap_or(Value::Null);
+                match shared
+                    .plane
+                    .close_call(&recording_id, json!({ "interaction": value }))
+                {
+                    Ok(ticket) => {
+                        if let Some(r) = shared
+                            .recordings
+                            .lock()
+                            .expect("not poisoned")
+                            .get_mut(&recording_id)
+                        {
+                            r.status = "sealing";
+                        }
+                        let shared = shared.clone();
+                        waits.push(tokio::spawn(async move {
+                            let sealed = tokio::task::spawn_blocking(move || ticket.wait()).await;
+                            let ok = matches!(sealed, Ok(Ok(_)));
+                            let path = match &sealed {
+                                Ok(Ok(s)) => Some(s.path.clone()),
+                                _ => None,
+                            };
+                            if let Some(r) = shared
+                                .recordings
+                                .lock()
+                                .expect("not poisoned")
+                                .get_mut(&recording_id)
+                            {
+                                r.status = if ok { "sealed" } else { "failed" };
+                                r.sealed_path = path;
+                            }
+                            let mut v = value;
+                            // Sealed and waiting for the uploader: Pending until the store has
+                            // a verified copy.
+                            v["mediaStatus"] = json!(if ok { "Pending" } else { "Failed" });
+                            submit(&shared, &v);
+                            if !ok {
+                                tracing::error!(recording = %recording_id, "seal failed: {sealed:?}");
+                                let cmds = shared
+                                    .signaling
+                                    .lock()
+                                    .expect("not poisoned")
+                                    .recording_failed(&recording_id);
+                                let mut ctl = LocalCallControl::new();
+                                execute(&shared, cmds, &mut ctl);
+                            }
+                        }));
+                    }
+                    Err(e) => {
+                        tracing::error!(recording = %recording_id, "cannot close: {e}");
+                        if let Some(r) = shared
+                            .recordings
+                            .lock()
+                            .expect("not poisoned")
+                            .get_mut(&recording_id)
+                        {
+                            r.status = "failed";
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !more.is_empty() {
+        waits.extend(execute(shared, more, ctl));
+    }
+    waits
+}
+
+fn submit(shared: &Shared, interaction: &Value) {
+    if let Err(e) = shared.reporter.submit(interaction) {
+        tracing::error!("interaction metadata not queued: {e:#}");
+    }
+}
+
+async fn webhook(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let result = shared
+        .signaling
+        .lock()
+        .expect("not poisoned")
+        .handle_notifications(&body, SystemTime::now());
+    match result {
+        Err(e) => {
+            shared.webhook_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("malformed notification: {e}");
+            (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": e.to_string() })),
+            )
+                .into_response()
+        }
+        Ok(cmds) => {
+            let mut ctl = LocalCallControl::new();
+            execute(&shared, cmds, &mut ctl);
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                ctl.take_response_body(),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn call_status(State(shared): State<Arc<Shared>>, UrlPath(id): UrlPath<String>) -> Response {
+    let status = shared
+        .signaling
+        .lock()
+        .expect("not poisoned")
+        .call_status(&id);
+    let Some(status) = status else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("unknown call {id}") })),
+        )
+            .into_response();
+    };
+    let mut v = serde_json::to_value(&status).unwrap_or(Value::Null);
+    let rec = status.recording_id.as_ref().and_then(|r| {
+        shared
+            .recordings
+            .lock()
+            .expect("not poisoned")
+            .get(r)
+            .cloned()
+    });
+    // A member or duplicate call points at a recording another call owns: it is not
+    // recorded by this call.
+    let owns = status.answer == "recording";
+    match rec {
+        Some(r) if owns => {
+            v["recording"] = json!(r.status);
+            v["sealedPath"] = json!(r.sealed_path);
+        }
+        _ => v["recording"] = json!("none"),
+    }
+    Json(v).into_response()
+}
+
+async fn info(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let http = *shared.http.lock().expect("not poisoned");
+    Json(json!({
+        "role": match shared.role { BotRole::Primary => "primary", BotRole::Paired => "paired" },
+        "media": shared.plane.local_addr().to_string(),
+        "http": http.map(|a| a.to_string()),
+    }))
+}
+
+async fn reload(State(shared): State<Arc<Shared>>) -> Response {
+    match reload_into(&shared) {
+        Ok(()) => Json(json!({ "reloaded": shared.profiles_path })).into_response(),
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": format!("{e:#}"), "kept": "the previous profiles" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    use std::fmt::Write;
+    let mut s = shared.plane.stats().render_prometheus("bothost_media");
+    let (live, active) = {
+        let sig = shared.signaling.lock().expect("not poisoned");
+        (sig.live_calls(), sig.active_recordings())
+    };
+    let r = shared.reporter.snapshot();
+    let w = shared.whip.stats();
+    let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
+        let _ = write!(
+            s,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        );
+    };
+    gauge(
+        "bothost_calls_live",
+        "Calls signaling tracks.",
+        "gauge",
+        live as u64,
+    );
+    gauge(
+        "bothost_recordings_active",
+        "Recordings being written.",
+        "gauge",
+        active as u64,
+    );
+    gauge(
+        "bothost_spool_bytes",
+        "Bytes in the spool (active and sealed).",
+        "gauge",
+        shared.plane_spool_bytes(),
+    );
+    gauge(
+        "bothost_metadata_posted_total",
+        "Interaction updates the store accepted.",
+        "counter",
+        r.posted,
+    );
+    gauge(
+        "bothost_metadata_failed_attempts_total",
+        "Interaction posts that failed and were retried.",
+        "counter",
+        r.failed_attempts,
+    );
+    gauge(
+        "bothost_metadata_pending",
+        "Interaction updates waiting in the outbox.",
+        "gauge",
+        r.pending,
+    );
+    gauge(
+        "bothost_alarms_total",
+        "RecordingResourceUnavailable alarms raised.",
+        "counter",
+        shared.alarms.load(Ordering::Relaxed),
+    );
+    gauge(
+        "bothost_webhook_malformed_total",
+        "Webhook bodies refused as malformed.",
+        "counter",
+        shared.webhook_errors.load(Ordering::Relaxed),
+    );
+    gauge(
+        "bothost_whip_sessions",
+        "WHIP sessions open.",
+        "gauge",
+        shared.whip.session_count() as u64,
+    );
+    gauge(
+        "bothost_whip_rtp_packets_total",
+        "RTP packets received over WebRTC.",
+        "counter",
+        w.rtp_packets.load(Ordering::Relaxed),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()
+}
+
+impl Shared {
+    fn plane_spool_bytes(&self) -> u64 {
+        self.spool.size_bytes()
+    }
+}
+
+/// Media-plane events: media time-outs end calls whose signaling went quiet.
+async fn media_events(shared: Arc<Shared>) {
+    let rx = shared.plane.events();
+    loop {
+        let rx2 = rx.clone();
+        let Ok(Ok(ev)) = tokio::task::spawn_blocking(move || rx2.recv()).await else {
+            return;
+        };
+        match ev {
+            PlaneEvent::MediaTimeout { call_id, .. } => {
+                let cmds = shared
+                    .signaling
+                    .lock()
+                    .expect("not poisoned")
+                    .media_timeout(&call_id, SystemTime::now());
+                let mut ctl = LocalCallControl::new();
+                execute(&shared, cmds, &mut ctl);
+            }
+            PlaneEvent::Sealed {
+                recording_id,
+                path,
+                partial,
+                ..
+            } => {
+                tracing::info!(recording = %recording_id, partial, "sealed into {}", path.display());
+            }
+            PlaneEvent::Failed {
+                recording_id,
+                error,
+                ..
+            } => {
+                tracing::error!(recording = %recording_id, "recording failed: {error}");
+            }
+        }
+    }
+}
+
+/// Signaling's timers (keep-alives, calls that never end), once a second.
+async fn timers(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let cmds = shared
+            .signaling
+            .lock()
+            .expect("not poisoned")
+            .handle_timeout(SystemTime::now());
+        if !cmds.is_empty() {
+            let mut ctl = LocalCallControl::new();
+            execute(&shared, cmds, &mut ctl);
+        }
+    }
+}
+
+/// WebRTC sessions into the media plane: each WHIP session is recorded as its own call,
+/// routed by a synthetic source address derived from its resource id, so the per-packet
+/// path needs no shared map (and no lock).
+struct WhipToPlane {
+    plane: Arc<MediaPlane>,
+}
+
+fn whip_route(resource_id: &str) -> SocketAddr {
+    let h = media_core::merge::fnv1a64(resource_id.as_bytes());
+    // 0.0.0.0/8 is never a forwarder's source address.
+    let ip = Ipv4Addr::new(0, (h >> 16) as u8, (h >> 24) as u8, (h >> 32) as u8);
+    SocketAddr::new(IpAddr::V4(ip), (h as u16).max(1))
+}
+
+fn whip_recording_id(session: &WhipSessionInfo) -> String {
+    format!("whip-{}", session.resource_id)
+}
+
+impl RtpSink for WhipToPlane {
+    fn track_started(&self, session: &WhipSessionInfo, track: &TrackInfo) {
+        let route = whip_route(&session.resource_id);
+        let mut sdp = format!(
+            "v=0\r\no=- 0 0 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} opus/48000/2\r\n",
+            ip = route.ip(),
+            port = route.port(),
+            pt = track.payload_type
+        );
+        if let Some(id) = track.audio_level_ext_id {
+            sdp.push_str(&format!(
+                "a=extmap:{id} urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"
+            ));
+        }
+        sdp.push_str("a=sendonly\r\n");
+        let offer = match parse_offer(&sdp) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(resource = %session.resource_id, "WHIP track not recordable: {e}");
+                return;
+            }
+        };
+        let call_id = session
+            .call_id
+            .clone()
+            .unwrap_or_else(|| whip_recording_id(session));
+        let media = CallMedia {
+            call_id,
+            recording_id: whip_recording_id(session),
+            offer,
+            targeted: None,
+            meta: json!({
+                "source": "whip",
+                "participant": session.participant,
+                "whip_resource": session.resource_id,
+            }),
+        };
+        match self.plane.open_call(media) {
+            Ok(()) => {
+                if let Some(name) = &session.participant {
+                    let _ = self.plane.update_roster(
+                        &whip_recording_id(session),
+                        vec![RosterEntry {
+                            msi: track.ssrc,
+                            participant: name.clone(),
+                            muted: false,
+                        }],
+                    );
+                }
+            }
+            // A second audio track of the same session shares its call.
+            Err(PlaneError::RecordingOpen(_)) | Err(PlaneError::SourceInUse(_)) => {}
+            Err(e) => {
+                tracing::error!(resource = %session.resource_id, "WHIP session not recorded: {e}")
+            }
+        }
+    }
+
+    fn rtp(&self, session: &WhipSessionInfo, packet: bytes::Bytes) {
+        self.plane.inject_rtp(
+            RouteKey(whip_route(&session.resource_id)),
+            packet,
+            self.plane.now(),
+        );
+    }
+
+    fn session_ended(&self, session: &WhipSessionInfo) {
+        match self
+            .plane
+            .close_call(&whip_recording_id(session), json!({ "ended": "whip" }))
+        {
+            // The seal completes on the sealer thread; the plane reports it as an event.
+            Ok(_ticket) => {}
+            Err(PlaneError::UnknownRecording(_)) => {}
+            Err(e) => tracing::warn!(resource = %session.resource_id, "WHIP close: {e}"),
+        }
+    }
+}
+
+/// `bot-host serve`: runs until Ctrl-C or SIGTERM, then seals everything.
+pub async fn serve(config: HostConfig) -> Result<()> {
+    let data_dir = config.data_dir.clone();
+    let host = Host::start(config).await?;
+    println!(
+        "bot-host serve: webhook http://{}/api/calls, media udp {}, spool {}",
+        host.http_addr(),
+        host.media_addr(),
+        data_dir.join("spool").display()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => {
+                if let Err(e) = host.reload_profiles() {
+                    tracing::error!("profile reload failed, previous profiles kept: {e:#}");
+                }
+            }
+        }
+    }
+    println!("bot-host serve: shutting down, sealing active recordings");
+    host.shutdown().await
+}
