@@ -119,6 +119,10 @@ enum Command {
         /// Directory of speech.A.wav and speech.B.wav (default: fixtures/calls).
         #[arg(long)]
         speech_dir: Option<PathBuf>,
+        /// The recording profiles the bots run with (default bot-host/sim-profiles.toml): with
+        /// a paired bot, only "Pro" profiles' calls are expected on both legs.
+        #[arg(long)]
+        profiles: Option<PathBuf>,
         /// List the scenarios and exit.
         #[arg(long)]
         list: bool,
@@ -192,6 +196,7 @@ fn run() -> Result<ExitCode> {
             loss,
             seal_timeout,
             speech_dir,
+            profiles,
             list,
         } => {
             if list {
@@ -218,6 +223,9 @@ fn run() -> Result<ExitCode> {
             opts.seal_timeout = std::time::Duration::from_secs(seal_timeout);
             if let Some(d) = speech_dir {
                 opts.speech_dir = d;
+            }
+            if let Some(p) = profiles {
+                opts.profiles = p;
             }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -1300,3 +1300,39 @@ fn huge_retention_does_not_overflow() {
     assert_eq!(r.retention_days, u32::MAX);
     assert!(r.interaction.expiration > r.interaction.start_time);
 }
+
+#[test]
+fn a_meeting_not_recorded_still_ends_by_roster() {
+    // The paired bot of an Essentials profile answers inactive; the meeting ends only by
+    // roster, and the bot's call must end with it rather than linger until its idle timeout.
+    let mut s = Signaling::new(Profiles::embedded_default(), BotRole::Paired);
+    let cmds = s
+        .handle_notifications(
+            &Invite::meeting("m1", "u1", "19:meeting_x@thread.v2").body(),
+            t0(),
+        )
+        .unwrap();
+    assert!(started(&cmds).is_none(), "{cmds:?}");
+    send(&mut s, vec![state("m1", "established")], t0() + secs(1));
+    let full = |ps: Vec<Value>| roster("m1", "updated", ps);
+    let cmds = send(
+        &mut s,
+        vec![full(vec![participant(
+            "p1",
+            user("u1", "U1", TENANT),
+            1,
+            false,
+            false,
+        )])],
+        t0() + secs(2),
+    );
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert_eq!(s.call_status("m1").unwrap().state, "established");
+    let cmds = send(&mut s, vec![full(vec![])], t0() + secs(3));
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, Command::Hangup { call_id } if call_id == "m1")),
+        "{cmds:?}"
+    );
+    assert_eq!(s.call_status("m1").unwrap().state, "terminated");
+}

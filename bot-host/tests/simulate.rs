@@ -637,6 +637,15 @@ async fn paired_bots_get_the_same_calls_with_their_own_keys() {
         &["transfer", "meeting-ends-by-roster", "missing-termination"],
     );
     o.paired_to = Some(paired.url());
+    // The fakes record every call on both bots, as bots whose every profile is "Pro" would.
+    let dir = std::env::temp_dir().join(format!("sim-pro-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    o.profiles = dir.join("pro.toml");
+    std::fs::write(
+        &o.profiles,
+        "[[profile]]\nname = \"all\"\nusers = [\"*\"]\ndouble_recording = true\n",
+    )
+    .unwrap();
     let report = simulate(o).await.unwrap();
     assert_eq!(report.failures(), 0, "{report}");
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);

@@ -102,6 +102,9 @@ fn verify_recording(dir: &Path) -> Result<Vec<String>> {
             check.pages
         ));
     }
+    if let Some(line) = verify_manifest(dir)? {
+        lines.push(line);
+    }
     if let Some(file) = meta["mixed"]["file"].as_str() {
         let path = dir.join(file);
         let check = verify_track(&path).with_context(|| format!("{}", path.display()))?;
@@ -114,6 +117,68 @@ fn verify_recording(dir: &Path) -> Result<Vec<String>> {
         ));
     }
     Ok(lines)
+}
+
+/// Checks a sealed recording's `manifest.json` (bot-host's tamper evidence): every listed
+/// file has its size and SHA-256, and no file of the directory is missing from it. `None`
+/// for a directory without a manifest (`bot-host replay` output).
+fn verify_manifest(dir: &Path) -> Result<Option<String>> {
+    use sha2::{Digest, Sha256};
+    let path = dir.join("manifest.json");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(None);
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+    ensure!(
+        manifest["algorithm"] == "sha256",
+        "{}: unknown algorithm {}",
+        path.display(),
+        manifest["algorithm"]
+    );
+    let files = manifest["files"]
+        .as_array()
+        .with_context(|| format!("{}: no files array", path.display()))?;
+    let mut listed = std::collections::BTreeSet::new();
+    for f in files {
+        let name = f["file"].as_str().context("manifest entry without file")?;
+        // A manifest names files of its own directory only.
+        ensure!(
+            !name.contains('/') && !name.contains('\\') && name != ".." && name != ".",
+            "{}: entry {name:?} is not a file of the recording",
+            path.display()
+        );
+        let data = std::fs::read(dir.join(name))
+            .with_context(|| format!("{}: listed file {name} unreadable", path.display()))?;
+        ensure!(
+            f["size"].as_u64() == Some(data.len() as u64),
+            "{}: {name} is {} bytes, manifest says {}",
+            path.display(),
+            data.len(),
+            f["size"]
+        );
+        let digest = Sha256::digest(&data);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        ensure!(
+            f["sha256"].as_str() == Some(hex.as_str()),
+            "{}: {name} does not match its SHA-256 (changed after sealing)",
+            path.display()
+        );
+        listed.insert(name.to_string());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        ensure!(
+            name == "manifest.json" || listed.contains(&name),
+            "{}: {name} is not in the manifest (added after sealing)",
+            path.display()
+        );
+    }
+    Ok(Some(format!(
+        "{}: ok, {} files match their SHA-256",
+        path.display(),
+        listed.len()
+    )))
 }
 
 fn verify_track(path: &Path) -> Result<TrackCheck> {
@@ -223,5 +288,55 @@ mod tests {
         std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
         let err = verify_recording(&dir).unwrap_err().to_string();
         assert!(err.contains("meta.json says"), "{err}");
+    }
+
+    /// Writes a manifest of the directory as bot-host seals it.
+    fn seal(dir: &Path) {
+        use sha2::{Digest, Sha256};
+        let mut files: Vec<serde_json::Value> = Vec::new();
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for n in names {
+            let data = std::fs::read(dir.join(&n)).unwrap();
+            let hex: String = Sha256::digest(&data)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            files.push(serde_json::json!({ "file": n, "size": data.len(), "sha256": hex }));
+        }
+        let m = serde_json::json!({ "algorithm": "sha256", "files": files });
+        std::fs::write(dir.join("manifest.json"), m.to_string()).unwrap();
+    }
+
+    #[test]
+    fn the_manifest_catches_changes_after_sealing() {
+        let (dir, bytes) = recording("manifest");
+        seal(&dir);
+        let lines = verify_recording(&dir).unwrap();
+        assert!(
+            lines.iter().any(|l| l.contains("2 files match")),
+            "{lines:?}"
+        );
+
+        // meta.json edited (still valid JSON, same track).
+        let meta = std::fs::read_to_string(dir.join("meta.json")).unwrap();
+        std::fs::write(dir.join("meta.json"), meta.replace("\"p\"", "\"q\"")).unwrap();
+        let err = verify_recording(&dir).unwrap_err().to_string();
+        assert!(err.contains("meta.json does not match"), "{err}");
+        std::fs::write(dir.join("meta.json"), meta).unwrap();
+        verify_recording(&dir).unwrap();
+
+        // A file slipped in.
+        std::fs::write(dir.join("extra.ogg"), &bytes).unwrap();
+        let err = verify_recording(&dir).unwrap_err().to_string();
+        assert!(err.contains("extra.ogg is not in the manifest"), "{err}");
+        std::fs::remove_file(dir.join("extra.ogg")).unwrap();
+
+        // A listed file removed.
+        std::fs::remove_file(dir.join("p.ogg")).unwrap();
+        assert!(verify_recording(&dir).is_err());
     }
 }

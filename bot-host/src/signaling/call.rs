@@ -940,8 +940,29 @@ impl Signaling {
         call.last_notification = now;
         // Every member call of a meeting receives the same roster; only the owner's is used, so
         // that a meeting with many targeted users costs one roster update, not one per user.
-        let Role::Owner(rec_id) = call.role.clone() else {
-            return;
+        let rec_id = match call.role.clone() {
+            Role::Owner(rec_id) => rec_id,
+            // Not recorded, but the bot's call must still end with the meeting (a meeting may
+            // end only by roster): a full roster with nobody but the bot and the lobby in it.
+            // The bot is invited while its policy user is in the call, so an empty roster is
+            // an end, not a start.
+            Role::NotRecorded if change == ChangeType::Updated && call.live() => {
+                let me = call.facts.my_participant_id.clone();
+                let anyone = list.iter().any(|p| {
+                    p.id.as_deref()
+                        .is_some_and(|id| !id.is_empty() && me.as_deref() != Some(id))
+                        && !p.is_in_lobby.unwrap_or(false)
+                });
+                if !anyone {
+                    tracing::info!(call_id, "roster shows the call is over (not recorded)");
+                    self.end_call(call_id, EndReason::Roster, None, now, out);
+                    out.push(Command::Hangup {
+                        call_id: call_id.to_string(),
+                    });
+                }
+                return;
+            }
+            _ => return,
         };
         if !call.live() {
             return;

@@ -78,6 +78,9 @@ pub struct SimulateOptions {
     pub fast_rate: u64,
     /// Directory of `speech.A.wav` / `speech.B.wav`.
     pub speech_dir: PathBuf,
+    /// The recording profiles the bots run with: a paired bot records only calls of "Pro"
+    /// (`double_recording`) profiles, so the paired legs' expectations follow them.
+    pub profiles: PathBuf,
 }
 
 impl SimulateOptions {
@@ -97,6 +100,7 @@ impl SimulateOptions {
             loss_pct: None,
             fast_rate: 50_000,
             speech_dir: default_speech_dir(),
+            profiles: default_speech_dir().join("../../bot-host/sim-profiles.toml"),
         }
     }
 }
@@ -292,6 +296,7 @@ struct Ctx {
     http: reqwest::Client,
     library: SpeechLibrary,
     bots: Vec<Bot>,
+    profiles: Option<crate::signaling::Profiles>,
 }
 
 /// Runs the simulation. Returns the report whether or not the legs went as expected (see
@@ -348,7 +353,21 @@ pub async fn simulate(opts: SimulateOptions) -> anyhow::Result<SimReport> {
     }
 
     let calls = opts.calls.unwrap_or(scenarios.len());
+    // Only needed to know which profiles are "Pro" when a paired bot is played.
+    let profiles = if opts.paired_to.is_some() {
+        Some(
+            crate::signaling::Profiles::load(&opts.profiles).with_context(|| {
+                format!(
+                    "cannot read the profiles {} (--profiles)",
+                    opts.profiles.display()
+                )
+            })?,
+        )
+    } else {
+        None
+    };
     let ctx = Arc::new(Ctx {
+        profiles,
         pacer: Pacer::new(opts.fast_rate),
         opts,
         http,
@@ -531,7 +550,18 @@ async fn run_leg(
 ) -> LegReport {
     let leg = &scenario.legs[leg_no];
     let bot = &ctx.bots[bot_no];
-    let (expected, expect_reason) = leg.expect.at(chrono::Utc::now());
+    let (mut expected, mut expect_reason) = leg.expect.at(chrono::Utc::now());
+    if expected && bot.role == Role::Paired {
+        let pro = ctx
+            .profiles
+            .as_ref()
+            .and_then(|p| p.profile_for(&[leg.policy_user.id()]))
+            .is_some_and(|p| p.double_recording);
+        if !pro {
+            expected = false;
+            expect_reason = "Essentials profile: only the primary bot records".into();
+        }
+    }
     let mut report = LegReport {
         call,
         scenario: scenario.name,
