@@ -57,3 +57,17 @@ fn notifications_corpus() {
     }
     assert!(n > 0, "{}: empty corpus", dir.display());
 }
+
+#[test]
+fn whip_sdp_corpus() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/whip_sdp");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            bot_host::live::whip_sdp::fuzz_whip_sdp(&std::fs::read(&path).unwrap());
+            n += 1;
+        }
+    }
+    assert!(n > 0, "{}: empty corpus", dir.display());
+}

@@ -6,6 +6,7 @@ pub mod pipeline;
 pub mod sdp;
 pub mod spool;
 pub mod stats;
+pub mod whip_sdp;
 
 pub use pipeline::{
     CallMedia, MediaConfig, MediaPlane, PlaneError, PlaneEvent, RosterEntry, RouteKey, SealTicket,

@@ -11,7 +11,7 @@
 //! per-track pumps), `http` (the axum router with WHIP's status codes and CORS).
 
 mod http;
-pub mod sdp;
+pub use crate::live::whip_sdp as sdp;
 mod session;
 
 use std::collections::HashMap;

@@ -169,6 +169,17 @@ pub fn answer_audio(sdp: &str) -> Result<AnswerAudio, String> {
     Ok(out)
 }
 
+/// Fuzz entry (fuzz/fuzz_targets/whip_sdp.rs): a WHIP offer body as a browser or an attacker
+/// sends it, through every reader here. Must never panic.
+pub fn fuzz_whip_sdp(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = parse_media_sections(text);
+    let _ = check_offer(text);
+    let _ = answer_audio(text);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
