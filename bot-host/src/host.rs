@@ -56,6 +56,9 @@ pub struct HostConfig {
     pub queue_capacity: usize,
     /// Seconds without a packet before a call's media is considered gone.
     pub media_timeout_secs: u64,
+    /// New calls are refused (with the `RecordingResourceUnavailable` alarm) when the data
+    /// directory's file system has less free space than this, in MiB.
+    pub min_free_mib: u64,
 }
 
 impl Default for HostConfig {
@@ -71,6 +74,7 @@ impl Default for HostConfig {
             workers: 2,
             queue_capacity: 8192,
             media_timeout_secs: 30,
+            min_free_mib: 512,
         }
     }
 }
@@ -115,6 +119,9 @@ struct Shared {
     profiles_path: PathBuf,
     role: BotRole,
     http: Mutex<Option<SocketAddr>>,
+    data_dir: PathBuf,
+    min_free_bytes: u64,
+    queue_capacity: usize,
     alarms: AtomicU64,
     webhook_errors: AtomicU64,
 }
@@ -174,6 +181,9 @@ impl Host {
             profiles_path,
             role,
             http: Mutex::new(None),
+            data_dir: config.data_dir.clone(),
+            min_free_bytes: config.min_free_mib.saturating_mul(1 << 20),
+            queue_capacity: config.queue_capacity.max(16),
             alarms: AtomicU64::new(0),
             webhook_errors: AtomicU64::new(0),
         });
@@ -277,6 +287,45 @@ fn resource_alarm(shared: &Shared, call_id: &str, why: &str) {
     );
 }
 
+/// Free bytes on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a zeroed out-parameter of the right type.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Why the host cannot take one more call now, if it cannot: a call accepted and then not
+/// recorded is worse than a call refused (the platform applies the policy's
+/// recording-required rules to a refusal).
+fn capacity_problem(shared: &Shared) -> Option<String> {
+    if let Some(free) = free_bytes(&shared.data_dir) {
+        if free < shared.min_free_bytes {
+            return Some(format!(
+                "disk nearly full: {} MiB free in {} (minimum {} MiB)",
+                free >> 20,
+                shared.data_dir.display(),
+                shared.min_free_bytes >> 20
+            ));
+        }
+    }
+    let stats = shared.plane.stats();
+    // A worker queue more than three quarters full is already shedding packets in bursts.
+    if let Some(depth) = stats.queue_depth.iter().copied().max() {
+        if depth * 4 > shared.queue_capacity * 3 {
+            return Some(format!(
+                "media queues saturated: {depth} of {} messages waiting",
+                shared.queue_capacity
+            ));
+        }
+    }
+    None
+}
+
 fn inactive_sdp() -> String {
     // An answer for an invitation without a usable offer that we still answer (not recorded).
     "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\na=inactive\r\n".into()
@@ -297,6 +346,14 @@ fn execute(shared: &Arc<Shared>, cmds: Vec<Command>, ctl: &mut LocalCallControl)
             } => {
                 let offer = offer_sdp.as_deref().map(parse_offer);
                 match (record, offer) {
+                    (Some(rec), Some(Ok(offer))) if capacity_problem(shared).is_some() => {
+                        let why = capacity_problem(shared).unwrap_or_default();
+                        resource_alarm(shared, &call_id, &why);
+                        let why = format!("RecordingResourceUnavailable: {why}");
+                        let _ = ctl.reject(&call_id, &why);
+                        more.extend(refused(shared, &call_id, &why));
+                        drop((rec, offer));
+                    }
                     (Some(rec), Some(Ok(offer))) => {
                         let interaction =
                             serde_json::to_value(&rec.interaction).unwrap_or(Value::Null);
@@ -330,14 +387,9 @@ fn execute(shared: &Arc<Shared>, cmds: Vec<Command>, ctl: &mut LocalCallControl)
                                 if matches!(e, PlaneError::Busy | PlaneError::Spool(_)) {
                                     resource_alarm(shared, &call_id, &e.to_string());
                                 }
-                                let _ = ctl.reject(&call_id, &format!("cannot record: {e}"));
-                                more.extend(
-                                    shared
-                                        .signaling
-                                        .lock()
-                                        .expect("not poisoned")
-                                        .recording_failed(&rec.recording_id),
-                                );
+                                let why = format!("cannot record: {e}");
+                                let _ = ctl.reject(&call_id, &why);
+                                more.extend(refused(shared, &call_id, &why));
                             }
                         }
                     }
@@ -348,13 +400,8 @@ fn execute(shared: &Arc<Shared>, cmds: Vec<Command>, ctl: &mut LocalCallControl)
                         };
                         tracing::warn!(call = %call_id, "rejecting a call to record: {why}");
                         let _ = ctl.reject(&call_id, &why);
-                        more.extend(
-                            shared
-                                .signaling
-                                .lock()
-                                .expect("not poisoned")
-                                .recording_failed(&rec.recording_id),
-                        );
+                        more.extend(refused(shared, &call_id, &why));
+                        drop(rec);
                     }
                     (None, Some(Ok(offer))) => {
                         let sdp = answer_sdp(&offer, shared.plane.local_addr(), false);
@@ -480,6 +527,15 @@ fn execute(shared: &Arc<Shared>, cmds: Vec<Command>, ctl: &mut LocalCallControl)
         waits.extend(execute(shared, more, ctl));
     }
     waits
+}
+
+/// Tells signaling that an answer to record was turned into a reject.
+fn refused(shared: &Shared, call_id: &str, why: &str) -> Vec<Command> {
+    shared
+        .signaling
+        .lock()
+        .expect("not poisoned")
+        .answer_refused(call_id, why, SystemTime::now())
 }
 
 fn submit(shared: &Shared, interaction: &Value) {

@@ -1198,6 +1198,36 @@ impl Signaling {
         out
     }
 
+    /// The host could not carry out an answer that starts a recording (no capacity, a full
+    /// disk, an offer it cannot use) and rejected the invitation instead: the call ends as
+    /// rejected, its recording is failed and ended (nothing was opened to seal), and a later
+    /// invitation to the same meeting starts afresh instead of joining the failed recording.
+    pub fn answer_refused(&mut self, call_id: &str, reason: &str, now: SystemTime) -> Vec<Command> {
+        let mut out = Vec::new();
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return out;
+        };
+        let Role::Owner(rec_id) = call.role.clone() else {
+            return out;
+        };
+        call.role = Role::Rejected;
+        call.decision.record = false;
+        call.decision.reason = format!("{}; refused by the host: {reason}", call.decision.reason);
+        tracing::warn!(call_id, reason, "answer refused by the host: call rejected");
+        out.extend(self.recording_failed(&rec_id));
+        if let Some(rec) = self.recordings.get_mut(&rec_id) {
+            rec.ended = true;
+            rec.ended_at = Some(now);
+            if let Some(k) = rec.meeting_key.take() {
+                if self.meetings.get(&k).is_some_and(|r| *r == rec_id) {
+                    self.meetings.remove(&k);
+                }
+            }
+        }
+        self.end_call(call_id, EndReason::Terminated, None, now, &mut out);
+        out
+    }
+
     /// Graceful shutdown: every live call is ended and left, every recording sealed.
     pub fn shutdown(&mut self, now: SystemTime) -> Vec<Command> {
         let mut out = Vec::new();
