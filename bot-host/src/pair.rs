@@ -422,7 +422,10 @@ fn read_sealed_leg(dir: &Path) -> Result<SealedLeg> {
         };
         // The file name comes from disk: it must name a file inside the leg's directory.
         if file.contains('/') || file.contains('\\') || file.starts_with('.') {
-            anyhow::bail!("{}: track file {file:?} is not a plain name", path.display());
+            anyhow::bail!(
+                "{}: track file {file:?} is not a plain name",
+                path.display()
+            );
         }
         tracks.push((
             file.to_string(),
