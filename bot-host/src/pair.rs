@@ -464,8 +464,9 @@ pub fn merge_sealed(primary_dir: &Path, paired_dir: &Path, out_dir: &Path) -> Re
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
 
-    // (file, participant, from, stats, start on the primary's clock, bytes)
-    let mut results: Vec<(String, String, &'static str, MergeStats, f64, Vec<u8>)> = Vec::new();
+    // Each track with its start on the primary's clock (Unix ms) and its bytes, merged into
+    // memory first so that a failed merge leaves no half-written directory.
+    let mut results: Vec<(SealedMergeTrack, Vec<u8>)> = Vec::new();
     for (file, participant, start_ms, written) in &p.tracks {
         let p_start = p.started_unix_ms + start_ms;
         match q.tracks.iter().find(|t| &t.0 == file) {
@@ -486,11 +487,13 @@ pub fn merge_sealed(primary_dir: &Path, paired_dir: &Path, out_dir: &Path) -> Re
                 )
                 .with_context(|| format!("merging {file}"))?;
                 results.push((
-                    file.clone(),
-                    participant.clone(),
-                    "primary+paired",
-                    stats,
-                    start,
+                    SealedMergeTrack {
+                        file: file.clone(),
+                        participant: participant.clone(),
+                        from: "primary+paired",
+                        stats,
+                        start_ms: start,
+                    },
                     buf,
                 ));
             }
@@ -502,11 +505,13 @@ pub fn merge_sealed(primary_dir: &Path, paired_dir: &Path, out_dir: &Path) -> Re
                     ..Default::default()
                 };
                 results.push((
-                    file.clone(),
-                    participant.clone(),
-                    "primary",
-                    stats,
-                    p_start,
+                    SealedMergeTrack {
+                        file: file.clone(),
+                        participant: participant.clone(),
+                        from: "primary",
+                        stats,
+                        start_ms: p_start,
+                    },
                     buf,
                 ));
             }
@@ -525,11 +530,13 @@ pub fn merge_sealed(primary_dir: &Path, paired_dir: &Path, out_dir: &Path) -> Re
             ..Default::default()
         };
         results.push((
-            file.clone(),
-            participant.clone(),
-            "paired",
-            stats,
-            q.started_unix_ms + start_ms,
+            SealedMergeTrack {
+                file: file.clone(),
+                participant: participant.clone(),
+                from: "paired",
+                stats,
+                start_ms: q.started_unix_ms + start_ms,
+            },
             buf,
         ));
     }
@@ -537,16 +544,23 @@ pub fn merge_sealed(primary_dir: &Path, paired_dir: &Path, out_dir: &Path) -> Re
         anyhow::bail!("neither leg has a track with audio");
     }
 
-    let origin = results.iter().map(|r| r.4).fold(f64::MAX, f64::min);
+    // Until here `start_ms` is Unix ms on the primary's clock; the merged call starts at its
+    // earliest track.
+    let origin = results
+        .iter()
+        .map(|r| r.0.start_ms)
+        .fold(f64::MAX, f64::min);
     let mut tracks = Vec::new();
     let mut tracks_json = Vec::new();
-    for (file, participant, from, stats, start, buf) in &results {
-        write_file(&out_dir.join(file), buf)?;
+    for (mut t, buf) in results {
+        write_file(&out_dir.join(&t.file), &buf)?;
+        t.start_ms -= origin;
+        let stats = &t.stats;
         tracks_json.push(json!({
-            "participant": participant,
-            "file": file,
-            "start_ms": round_ms(start - origin),
-            "from": from,
+            "participant": t.participant,
+            "file": t.file,
+            "start_ms": round_ms(t.start_ms),
+            "from": t.from,
             "frames": {
                 "primary": stats.frames_primary,
                 "paired": stats.frames_paired,
@@ -557,13 +571,7 @@ pub fn merge_sealed(primary_dir: &Path, paired_dir: &Path, out_dir: &Path) -> Re
                 "matched_frames": stats.matched_frames,
             },
         }));
-        tracks.push(SealedMergeTrack {
-            file: file.clone(),
-            participant: participant.clone(),
-            from,
-            stats: stats.clone(),
-            start_ms: start - origin,
-        });
+        tracks.push(t);
     }
     let outs: Vec<TrackOut<'_>> = tracks
         .iter()

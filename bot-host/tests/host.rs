@@ -333,7 +333,11 @@ async fn paired_hosts_both_seal_and_the_merge_loses_less_than_either_leg() {
     })
     .await
     .unwrap();
+    // Real time: in fast mode talk pauses collapse on each leg's time line (see
+    // `check_recording`), at slightly different frames on the two legs, and the merge then
+    // loses a few more frames around each pause than the legs' common losses.
     let mut o = fast(url(&primary), &["internal-p2p-in"]);
+    o.pacing = Pacing::Realtime;
     o.paired_to = Some(url(&paired));
     o.loss_pct = Some(10.0);
     o.seed = 7;
@@ -349,6 +353,8 @@ async fn paired_hosts_both_seal_and_the_merge_loses_less_than_either_leg() {
         read_json(&p_dir.join("meta.json")),
         read_json(&q_dir.join("meta.json")),
     );
+    check_manifest(&p_dir);
+    check_manifest(&q_dir);
     for (m, role) in [(&pm, "primary"), (&qm, "paired")] {
         assert_eq!(m["status"], "complete");
         let i = &m["interaction"];
@@ -393,11 +399,22 @@ async fn paired_hosts_both_seal_and_the_merge_loses_less_than_either_leg() {
             sent.saturating_sub(wq),
             sent.saturating_sub(wm),
         );
+        eprintln!(
+            "{}: {sent} frames sent; lost by primary {lp}, paired {lq}, merged {lm}",
+            t.file
+        );
         assert!(wm <= sent, "{}: merged {wm} frames of {sent} sent", t.file);
         assert!(lp > 0 && lq > 0, "10% loss lost nothing? {lp} {lq}");
         assert!(
             lm < lp.min(lq),
             "{}: merged lost {lm}, primary {lp}, paired {lq} (of {sent})",
+            t.file
+        );
+        // Independent 10% losses: both legs lose about 1% of the frames; the loss pattern is
+        // fixed by the seed, so this bound is not a matter of luck.
+        assert!(
+            lm <= sent / 50,
+            "{}: merged lost {lm} of {sent}, more than the legs' common losses",
             t.file
         );
         assert!(t.stats.matched_frames > 0, "{}: aligned by content", t.file);
@@ -846,7 +863,7 @@ async fn junk_on_every_input_is_refused_or_counted_and_a_concurrent_call_still_r
         jm["drops"]
     );
     assert!(jm["tracks"].as_array().unwrap().len() <= 64);
-    check_manifest(&junk_dir);
+    check_manifest(junk_dir);
 }
 
 // ---------------------------------------------------------------------------------------
