@@ -124,6 +124,27 @@ struct Shared {
     queue_capacity: usize,
     alarms: AtomicU64,
     webhook_errors: AtomicU64,
+    /// Seals in flight (closed calls whose recording is not sealed yet), whoever started
+    /// them: shutdown waits for all of them, not only for the calls it ends itself, or a
+    /// call that ended just before shutdown would be left in `active/` (found by
+    /// tests/host.rs: a call ended by the webhook, then shutdown, left no sealed recording).
+    sealing: tokio::sync::watch::Sender<usize>,
+}
+
+/// Counts one seal in flight for as long as it lives (also if its task panics).
+struct SealInFlight(Arc<Shared>);
+
+impl SealInFlight {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.sealing.send_modify(|n| *n += 1);
+        SealInFlight(shared.clone())
+    }
+}
+
+impl Drop for SealInFlight {
+    fn drop(&mut self) {
+        self.0.sealing.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 /// A running bot-host.
@@ -186,6 +207,7 @@ impl Host {
             queue_capacity: config.queue_capacity.max(16),
             alarms: AtomicU64::new(0),
             webhook_errors: AtomicU64::new(0),
+            sealing: tokio::sync::watch::channel(0).0,
         });
 
         let app = Router::new()
@@ -255,6 +277,8 @@ impl Host {
         for w in waits {
             let _ = w.await;
         }
+        // Seals started before shutdown (calls the platform ended just before) finish too.
+        let _ = self.shared.sealing.subscribe().wait_for(|n| *n == 0).await;
         // Whatever is still open (WHIP sessions, calls signaling never saw end) is sealed
         // when the last reference to the plane goes.
         let shared = self.shared;
@@ -475,7 +499,9 @@ fn execute(shared: &Arc<Shared>, cmds: Vec<Command>, ctl: &mut LocalCallControl)
                             r.status = "sealing";
                         }
                         let shared = shared.clone();
+                        let in_flight = SealInFlight::new(&shared);
                         waits.push(tokio::spawn(async move {
+                            let _in_flight = in_flight;
                             let sealed = tokio::task::spawn_blocking(move || ticket.wait()).await;
                             let ok = matches!(sealed, Ok(Ok(_)));
                             let path = match &sealed {

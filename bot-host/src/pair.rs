@@ -367,3 +367,240 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
         .and_then(|_| f.flush())
         .with_context(|| format!("cannot write {}", path.display()))
 }
+
+/// One participant of a merge of two sealed live recordings.
+#[derive(Debug, Clone)]
+pub struct SealedMergeTrack {
+    /// Track file name, `<msi>.ogg`, in both legs and in the output.
+    pub file: String,
+    /// Participant name (the primary's, else the paired leg's).
+    pub participant: String,
+    /// Which legs had the track: `primary+paired`, `primary` or `paired`.
+    pub from: &'static str,
+    /// Merge counters; for a track only one leg had, `frames_primary` or `frames_paired`
+    /// holds that leg's written packets.
+    pub stats: MergeStats,
+    /// Where the merged track starts on the merged call's time line, ms.
+    pub start_ms: f64,
+}
+
+/// The outcome of [`merge_sealed`].
+#[derive(Debug, Clone)]
+pub struct SealedMerge {
+    /// The merged participants, one per track file either leg had.
+    pub tracks: Vec<SealedMergeTrack>,
+}
+
+/// A sealed leg's meta.json, as far as the merge needs it.
+struct SealedLeg {
+    dir: PathBuf,
+    call_id: String,
+    /// `started_at` (the call's first packet on that host's clock), Unix ms.
+    started_unix_ms: f64,
+    /// (file, participant, start_ms, written packets) of every track with audio.
+    tracks: Vec<(String, String, f64, u64)>,
+    interaction: serde_json::Value,
+}
+
+fn read_sealed_leg(dir: &Path) -> Result<SealedLeg> {
+    let path = dir.join("meta.json");
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", path.display()))?;
+    let started = meta["started_at"]
+        .as_str()
+        .with_context(|| format!("{}: no started_at (a leg without media)", path.display()))?;
+    let started_unix_ms = chrono::DateTime::parse_from_rfc3339(started)
+        .with_context(|| format!("{}: bad started_at {started:?}", path.display()))?
+        .timestamp_micros() as f64
+        / 1000.0;
+    let mut tracks = Vec::new();
+    for t in meta["tracks"].as_array().into_iter().flatten() {
+        let Some(file) = t["file"].as_str() else {
+            continue;
+        };
+        // The file name comes from disk: it must name a file inside the leg's directory.
+        if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+            anyhow::bail!(
+                "{}: track file {file:?} is not a plain name",
+                path.display()
+            );
+        }
+        tracks.push((
+            file.to_string(),
+            t["participant"].as_str().unwrap_or(file).to_string(),
+            t["start_ms"].as_f64().unwrap_or(0.0),
+            t["packets"]["written"].as_u64().unwrap_or(0),
+        ));
+    }
+    Ok(SealedLeg {
+        dir: dir.to_path_buf(),
+        call_id: meta["call_id"].as_str().unwrap_or_default().to_string(),
+        started_unix_ms,
+        tracks,
+        interaction: meta["interaction"].clone(),
+    })
+}
+
+/// Merges two sealed live recordings of the same call (`bot-host serve` with role `primary`
+/// and `paired`) into `out_dir`: per-speaker tracks, `segments.json`, `mixed.ogg` and a
+/// `meta.json`.
+///
+/// Unlike [`replay_pair`], participants are matched by track file name: a live leg names each
+/// track after the speaker's MSI (`<msi>.ogg`, SSRC = MSI on both legs), which the platform
+/// gives both bots alike, so no content search is needed to pair them. The coarse alignment
+/// is each leg's `started_at` plus the track's `start_ms`, on that host's clock; the merge
+/// refines it by content. A track only one leg has is copied as it is. Two legs whose
+/// shared tracks' content does not match are refused ([`MergeError::NotSameCall`]).
+pub fn merge_sealed(primary_dir: &Path, paired_dir: &Path, out_dir: &Path) -> Result<SealedMerge> {
+    let p = read_sealed_leg(primary_dir).context("primary leg")?;
+    let q = read_sealed_leg(paired_dir).context("paired leg")?;
+    let call_id = if p.call_id.is_empty() {
+        q.call_id.clone()
+    } else {
+        p.call_id.clone()
+    };
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+
+    // Each track with its start on the primary's clock (Unix ms) and its bytes, merged into
+    // memory first so that a failed merge leaves no half-written directory.
+    let mut results: Vec<(SealedMergeTrack, Vec<u8>)> = Vec::new();
+    for (file, participant, start_ms, written) in &p.tracks {
+        let p_start = p.started_unix_ms + start_ms;
+        match q.tracks.iter().find(|t| &t.0 == file) {
+            Some((qfile, _, q_start_ms, _)) => {
+                let mut buf = Vec::new();
+                let (stats, start) = merge_legs(
+                    LegTrack {
+                        reader: open(&p.dir.join(file))?,
+                        start_unix_ms: p_start,
+                    },
+                    LegTrack {
+                        reader: open(&q.dir.join(qfile))?,
+                        start_unix_ms: q.started_unix_ms + q_start_ms,
+                    },
+                    &call_id,
+                    participant,
+                    Cursor::new(&mut buf),
+                )
+                .with_context(|| format!("merging {file}"))?;
+                results.push((
+                    SealedMergeTrack {
+                        file: file.clone(),
+                        participant: participant.clone(),
+                        from: "primary+paired",
+                        stats,
+                        start_ms: start,
+                    },
+                    buf,
+                ));
+            }
+            None => {
+                let buf = std::fs::read(p.dir.join(file))
+                    .with_context(|| format!("cannot read {}", p.dir.join(file).display()))?;
+                let stats = MergeStats {
+                    frames_primary: *written,
+                    ..Default::default()
+                };
+                results.push((
+                    SealedMergeTrack {
+                        file: file.clone(),
+                        participant: participant.clone(),
+                        from: "primary",
+                        stats,
+                        start_ms: p_start,
+                    },
+                    buf,
+                ));
+            }
+        }
+    }
+    // A speaker only the paired bot heard (the primary lost all of its packets) still
+    // belongs in the merged call; the hosts' clocks place it.
+    for (file, participant, start_ms, written) in &q.tracks {
+        if p.tracks.iter().any(|t| &t.0 == file) {
+            continue;
+        }
+        let buf = std::fs::read(q.dir.join(file))
+            .with_context(|| format!("cannot read {}", q.dir.join(file).display()))?;
+        let stats = MergeStats {
+            frames_paired: *written,
+            ..Default::default()
+        };
+        results.push((
+            SealedMergeTrack {
+                file: file.clone(),
+                participant: participant.clone(),
+                from: "paired",
+                stats,
+                start_ms: q.started_unix_ms + start_ms,
+            },
+            buf,
+        ));
+    }
+    if results.is_empty() {
+        anyhow::bail!("neither leg has a track with audio");
+    }
+
+    // Until here `start_ms` is Unix ms on the primary's clock; the merged call starts at its
+    // earliest track.
+    let origin = results
+        .iter()
+        .map(|r| r.0.start_ms)
+        .fold(f64::MAX, f64::min);
+    let mut tracks = Vec::new();
+    let mut tracks_json = Vec::new();
+    for (mut t, buf) in results {
+        write_file(&out_dir.join(&t.file), &buf)?;
+        t.start_ms -= origin;
+        let stats = &t.stats;
+        tracks_json.push(json!({
+            "participant": t.participant,
+            "file": t.file,
+            "start_ms": round_ms(t.start_ms),
+            "from": t.from,
+            "frames": {
+                "primary": stats.frames_primary,
+                "paired": stats.frames_paired,
+                "lost_both": stats.frames_lost_both,
+            },
+            "alignment": {
+                "offset_ms": round_ms(stats.offset_ms),
+                "matched_frames": stats.matched_frames,
+            },
+        }));
+        tracks.push(t);
+    }
+    let outs: Vec<TrackOut<'_>> = tracks
+        .iter()
+        .map(|t| TrackOut {
+            participant: &t.participant,
+            file: Some(&t.file),
+            start_ms: t.start_ms,
+            level_segments: None,
+            duration_ms: None,
+        })
+        .collect();
+    let sources = write_segments(out_dir, &outs)?;
+    let mixed = write_mix(out_dir, &call_id, &outs, None)?;
+    for (t, from) in tracks_json.iter_mut().zip(sources) {
+        t["segments_from"] = json!(from);
+    }
+    write_json(
+        &out_dir.join("meta.json"),
+        &json!({
+            "call_id": call_id,
+            "double_recording": "pro",
+            "primary_recording": primary_dir.display().to_string(),
+            "paired_recording": paired_dir.display().to_string(),
+            "started_at": media_core::time::format_rfc3339((origin * 1000.0) as u64),
+            "interaction": p.interaction,
+            "paired_interaction": q.interaction,
+            "tracks": tracks_json,
+            "mixed": mixed,
+        }),
+    )?;
+    Ok(SealedMerge { tracks })
+}
