@@ -665,7 +665,23 @@ async fn media_events(shared: Arc<Shared>) {
             return;
         };
         match ev {
-            PlaneEvent::MediaTimeout { call_id, .. } => {
+            PlaneEvent::MediaTimeout {
+                call_id,
+                recording_id,
+            } => {
+                if let Some(resource) = recording_id.strip_prefix(WHIP_RECORDING_PREFIX) {
+                    // Signaling does not own a WHIP recording, and the call id a WHIP sender
+                    // names may be a live signaling call's, whose own media is fine: end the
+                    // silent session instead, and its end seals the recording.
+                    tracing::warn!(
+                        recording = %recording_id,
+                        "WHIP media timed out: ending the session"
+                    );
+                    if let Err(e) = shared.whip.delete_session(resource).await {
+                        tracing::debug!(recording = %recording_id, "WHIP session already gone: {e}");
+                    }
+                    continue;
+                }
                 let cmds = shared
                     .signaling
                     .lock()
@@ -727,8 +743,12 @@ fn whip_route(resource_id: &str) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(ip), (h as u16).max(1))
 }
 
+/// Recording ids of WHIP sessions: `whip-<resource id>`. Signaling's ids start with a
+/// timestamp, so the two never collide.
+const WHIP_RECORDING_PREFIX: &str = "whip-";
+
 fn whip_recording_id(session: &WhipSessionInfo) -> String {
-    format!("whip-{}", session.resource_id)
+    format!("{WHIP_RECORDING_PREFIX}{}", session.resource_id)
 }
 
 impl RtpSink for WhipToPlane {

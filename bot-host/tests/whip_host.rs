@@ -206,6 +206,9 @@ async fn start_host(data: &Path) -> Host {
     .unwrap()
 }
 
+/// Seconds a live check may wait for a recording to appear in `sealed/`.
+const SEAL_WAIT: Duration = Duration::from_secs(10);
+
 async fn metric(host: &Host, name: &str) -> f64 {
     let text = http()
         .get(format!("http://{}/metrics", host.http_addr()))
@@ -234,6 +237,26 @@ struct Session {
 /// POSTs the client's offer to `path`, connects, sends `frames` every 20 ms in real time,
 /// then DELETEs the session.
 async fn send_session(host: &Host, path: &str, client: &mut Client, frames: usize) -> Session {
+    let session = send_frames(host, path, client, frames).await;
+    // The last packets are on loopback; give them a moment before the session ends, as a
+    // sender that hangs up after its last frame would.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deleted = http()
+        .delete(format!(
+            "http://{}/whip/{}",
+            host.http_addr(),
+            session.resource
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    session
+}
+
+/// POSTs the client's offer to `path`, connects and sends `frames` every 20 ms in real time;
+/// the session stays open.
+async fn send_frames(host: &Host, path: &str, client: &mut Client, frames: usize) -> Session {
     let base = format!("http://{}", host.http_addr());
     let response = http()
         .post(format!("{base}{path}"))
@@ -262,7 +285,7 @@ async fn send_session(host: &Host, path: &str, client: &mut Client, frames: usiz
         .await
         .unwrap();
     tokio::time::timeout(
-        Duration::from_secs(10),
+        SEAL_WAIT,
         client
             .state
             .wait_for(|s| *s == RTCPeerConnectionState::Connected),
@@ -297,15 +320,7 @@ async fn send_session(host: &Host, path: &str, client: &mut Client, frames: usiz
             .await
             .unwrap();
     }
-    // The last packets are on loopback; give them a moment before the session ends, as a
-    // sender that hangs up after its last frame would.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let deleted = http()
-        .delete(format!("{base}{location}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 200);
+    assert_eq!(location, format!("/whip/{resource}"));
     Session {
         resource,
         frames_sent: payloads.len(),
@@ -320,7 +335,7 @@ fn check_whip_recording(data: &Path, session: &Session, ssrc: u32) -> Value {
         &spool
             .join("sealed")
             .join(format!("whip-{}", session.resource)),
-        Duration::from_secs(10),
+        SEAL_WAIT,
     );
     let (meta, tracks) = check_sealed(&dir, "complete");
     assert_eq!(tracks.len(), 1, "{meta:#}");
@@ -400,6 +415,27 @@ async fn whip_session_for_a_call_names_its_participant() {
     );
     let packets = metric(&host, "bothost_whip_rtp_packets_total").await;
     assert!(packets >= 0.9 * session.frames_sent as f64, "{packets}");
+    client.pc.close().await.unwrap();
+    host.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_whip_session_is_ended_by_the_media_timeout_and_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(HostConfig {
+        data_dir: dir.path().to_path_buf(),
+        media_timeout_secs: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut client = Client::new(111, 0x5eed_0303).await;
+    // One second of speech, then nothing, while the peer connection stays up: only the
+    // media time-out can end this session.
+    let session = send_frames(&host, "/whip/quiet-call?participant=bob", &mut client, 50).await;
+    let meta = check_whip_recording(dir.path(), &session, client.ssrc);
+    assert_eq!(meta["participant"], "bob", "{meta:#}");
+    assert_eq!(metric(&host, "bothost_whip_sessions").await, 0.0);
     client.pc.close().await.unwrap();
     host.shutdown().await.unwrap();
 }
@@ -542,7 +578,7 @@ async fn chromium_session_is_recorded_by_the_host() {
     let spool = data.join("spool");
     let sealed = wait_sealed(
         &spool.join("sealed").join(format!("whip-{resource}")),
-        Duration::from_secs(10),
+        SEAL_WAIT,
     );
     let (meta, tracks) = check_sealed(&sealed, "complete");
     assert_eq!(meta["call_id"], "browser-call", "{meta:#}");
