@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,14 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bot_host::simulate::media::{MediaSource, SpeechLibrary};
-use bot_host::simulate::notify::{self, LegIds, NoteKind, Recipient, Role};
-use bot_host::simulate::run::default_speech_dir;
-use bot_host::simulate::scenario::{catalogue, Codec, Impairments, Leg, Span};
-use bot_host::simulate::sdp;
-use rand::RngCore;
-use serde_json::Value;
-use support::{check_sealed, entries, wait_sealed};
+use support::{check_sealed, entries, long_call, play_until, uuid, wait_sealed, Played};
 
 /// A `bot-host serve` process on a data directory. Killed and reaped when dropped, so a
 /// failing test leaves no process behind.
@@ -113,149 +105,6 @@ fn start_bot(data_dir: &Path, log: PathBuf) -> Bot {
     }
 }
 
-/// An internal call to a trader where both sides talk without a pause from 0.6 s to 60 s:
-/// every 20 ms frame of both streams is sent, so the audio a recording holds can be compared
-/// frame for frame with what left the sender.
-fn long_call() -> Leg {
-    let scenario = catalogue()
-        .into_iter()
-        .find(|s| s.name == "internal-p2p-in")
-        .expect("scenario internal-p2p-in");
-    assert_eq!(scenario.codec, Codec::Opus);
-    let mut leg = scenario.legs[0].clone();
-    for p in &mut leg.participants {
-        p.speech.as_mut().expect("both sides speak").spans = vec![Span {
-            start_ms: 600,
-            end_ms: 60_000,
-        }];
-    }
-    leg.end_ms = 60_000;
-    leg
-}
-
-fn uuid() -> String {
-    let mut b = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut b);
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-/// What left the sender before it stopped.
-#[derive(Debug)]
-struct Played {
-    call_id: String,
-    recording_id: String,
-    /// Per SSRC: leg time of the first frame's start and of the last frame's end, ms.
-    sent: HashMap<u32, (u64, u64)>,
-}
-
-/// Plays `leg` against `bot` in real time until `stop_at` of leg time, then returns at once
-/// (the caller stops the bot right after): the invitation and its answer, state and roster
-/// notifications at their times, SRTP frames every 20 ms.
-async fn play_until(bot: &Bot, leg: &Leg, stop_at: Duration) -> Played {
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let base = format!("http://{}", bot.http);
-    let info: Value = http
-        .get(format!("{base}/api/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(info["media"], bot.media.to_string());
-
-    let library = SpeechLibrary::load(&default_speech_dir(), &[Codec::Opus]).unwrap();
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut key = [0u8; 30];
-    rand::thread_rng().fill_bytes(&mut key);
-    let offer = sdp::offer(socket.local_addr().unwrap(), Codec::Opus, &key, 1);
-    let ids = LegIds {
-        call_id: uuid(),
-        chain_id: uuid(),
-        thread_id: None,
-        policy_participant_id: uuid(),
-        other_participant_id: uuid(),
-    };
-    let to = Recipient {
-        role: Role::Primary,
-        paired: false,
-    };
-    let notes = notify::leg_timeline(leg, &ids, to, &offer);
-    assert_eq!(notes[0].kind, NoteKind::Incoming);
-    let url = format!("{base}/api/calls");
-
-    let leg_start = tokio::time::Instant::now();
-    let answer: Value = http
-        .post(&url)
-        .json(&notes[0].body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let entry = &answer["value"][0];
-    assert_eq!(entry["action"], "answer", "{answer}");
-    let parsed = sdp::parse_answer(entry["mediaConfig"]["blob"].as_str().unwrap()).unwrap();
-    assert_eq!(parsed.direction, sdp::AnswerDirection::Receive);
-    assert_eq!(parsed.media, bot.media);
-    let status: Value = http
-        .get(format!("{base}/api/calls/{}", ids.call_id))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let recording_id = status["recordingId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no recordingId: {status}"))
-        .to_string();
-
-    let mut media =
-        MediaSource::new(&library, leg, Codec::Opus, &key, Impairments::default(), 7).unwrap();
-    let mut notes = notes.into_iter().skip(1).peekable();
-    let mut sent: HashMap<u32, (u64, u64)> = HashMap::new();
-    let answered = leg_start.elapsed().as_millis() as u64;
-    let mut t_ms = answered.div_ceil(20) * 20;
-    let stop_ms = stop_at.as_millis() as u64;
-    while t_ms < stop_ms {
-        tokio::time::sleep_until(leg_start + Duration::from_millis(t_ms)).await;
-        while notes.peek().is_some_and(|n| n.at_ms <= t_ms) {
-            let note = notes.next().unwrap();
-            assert_ne!(
-                note.kind,
-                NoteKind::Terminated,
-                "the call must outlive the test"
-            );
-            let r = http.post(&url).json(&note.body).send().await.unwrap();
-            assert!(r.status().is_success(), "{:?}", r.status());
-        }
-        media.tick(leg, t_ms).unwrap();
-        while let Some(p) = media.pop_due(u64::MAX) {
-            socket.send_to(&p, bot.media).await.unwrap();
-            let ssrc = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
-            let e = sent.entry(ssrc).or_insert((t_ms, t_ms));
-            e.1 = t_ms + 20;
-        }
-        t_ms += 20;
-    }
-    assert_eq!(sent.len(), 2, "both sides sent");
-    Played {
-        call_id: ids.call_id,
-        recording_id,
-        sent,
-    }
-}
-
 fn log_of(bot: &Bot) -> String {
     std::fs::read_to_string(&bot.log).unwrap_or_default()
 }
@@ -285,7 +134,14 @@ async fn kill_9_mid_call_then_restart_seals_a_partial_recording() {
     let data = dir.path().join("data");
     let bot = start_bot(&data, dir.path().join("first.log"));
     let leg = long_call();
-    let played = play_until(&bot, &leg, Duration::from_millis(4600)).await;
+    let played = play_until(
+        bot.http,
+        bot.media,
+        leg,
+        uuid(),
+        Duration::from_millis(4600),
+    )
+    .await;
 
     // SIGKILL: no handler runs, nothing is flushed or sealed.
     let mut bot = bot;
@@ -353,7 +209,14 @@ async fn sigterm_mid_call_seals_a_complete_recording() {
     let data = dir.path().join("data");
     let mut bot = start_bot(&data, dir.path().join("serve.log"));
     let leg = long_call();
-    let played = play_until(&bot, &leg, Duration::from_millis(3600)).await;
+    let played = play_until(
+        bot.http,
+        bot.media,
+        leg,
+        uuid(),
+        Duration::from_millis(3600),
+    )
+    .await;
 
     let pid = bot.child.id().to_string();
     let term = Command::new("kill")

@@ -440,6 +440,74 @@ async fn silent_whip_session_is_ended_by_the_media_timeout_and_sealed() {
     host.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_media_timeout_leaves_the_signaling_call_of_the_same_id_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(HostConfig {
+        data_dir: dir.path().to_path_buf(),
+        media_timeout_secs: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // A call the platform notified, with its own SRTP media flowing for 6 s ...
+    let call_id = support::uuid();
+    let leg = support::long_call();
+    let call = tokio::spawn(support::play_until(
+        host.http_addr(),
+        host.media_addr(),
+        leg.clone(),
+        call_id.clone(),
+        Duration::from_secs(6),
+    ));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // ... and a WHIP sender naming the same call, silent after half a second.
+    let mut client = Client::new(111, 0x5eed_0404).await;
+    let session = send_frames(&host, &format!("/whip/{call_id}"), &mut client, 25).await;
+    check_whip_recording(dir.path(), &session, client.ssrc);
+    let status: Value = http()
+        .get(format!("http://{}/api/calls/{call_id}", host.http_addr()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !call.is_finished(),
+        "the check must run while the call is live"
+    );
+    assert_eq!(status["state"], "established", "{status:#}");
+    assert_eq!(status["recording"], "recording", "{status:#}");
+    let played = call.await.unwrap();
+    assert_eq!(played.call_id, call_id);
+    client.pc.close().await.unwrap();
+    host.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_seals_an_open_whip_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start_host(dir.path()).await;
+    let mut client = Client::new(111, 0x5eed_0505).await;
+    let session = send_frames(&host, "/whip?participant=carol", &mut client, 100).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // No DELETE: the host stops while the sender is still connected.
+    host.shutdown().await.unwrap();
+    let sealed = dir
+        .path()
+        .join("spool/sealed")
+        .join(format!("whip-{}", session.resource));
+    assert!(
+        sealed.join("meta.json").exists(),
+        "sealed by the time shutdown returns: {:?}",
+        entries(&dir.path().join("spool/active"))
+    );
+    let meta = check_whip_recording(dir.path(), &session, client.ssrc);
+    assert_eq!(meta["participant"], "carol", "{meta:#}");
+    client.pc.close().await.unwrap();
+}
+
 /// The page a browser WHIP sender runs: capture (Chromium's fake device, fed from a WAV),
 /// a send-only audio transceiver, a complete offer, POST; after `seconds` of media it stops
 /// the sender, reads how many packets went out, DELETEs the session as a WHIP client does

@@ -1,14 +1,23 @@
-//! Checks of a sealed recording shared by the end-to-end tests: the manifest against the
-//! directory, and every track decoded with libopus (not with our own reader's idea of it).
+//! Shared by the end-to-end tests: checks of a sealed recording (the manifest against the
+//! directory, every track decoded with libopus, not with our own reader's idea of it), and a
+//! real-time call played with the simulator's parts (notifications, SDP, SRTP streams).
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use audiopus::coder::Decoder;
 use audiopus::{Channels, SampleRate};
+use bot_host::simulate::media::{MediaSource, SpeechLibrary};
+use bot_host::simulate::notify::{self, LegIds, NoteKind, Recipient, Role};
+use bot_host::simulate::run::default_speech_dir;
+use bot_host::simulate::scenario::{catalogue, Codec, Impairments, Leg, Span};
+use bot_host::simulate::sdp;
+use rand::RngCore;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -181,5 +190,158 @@ pub fn entries(dir: &Path) -> Vec<String> {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect(),
         Err(_) => Vec::new(),
+    }
+}
+
+/// An internal call to a trader where both sides talk without a pause from 0.6 s to 60 s:
+/// every 20 ms frame of both streams is sent, so the audio a recording holds can be compared
+/// frame for frame with what left the sender.
+pub fn long_call() -> Leg {
+    let scenario = catalogue()
+        .into_iter()
+        .find(|s| s.name == "internal-p2p-in")
+        .expect("scenario internal-p2p-in");
+    assert_eq!(scenario.codec, Codec::Opus);
+    let mut leg = scenario.legs[0].clone();
+    for p in &mut leg.participants {
+        p.speech.as_mut().expect("both sides speak").spans = vec![Span {
+            start_ms: 600,
+            end_ms: 60_000,
+        }];
+    }
+    leg.end_ms = 60_000;
+    leg
+}
+
+pub fn uuid() -> String {
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// What left the sender before it stopped.
+#[derive(Debug)]
+pub struct Played {
+    /// The Graph call id.
+    pub call_id: String,
+    /// Its recording, from `GET /api/calls/{id}`.
+    pub recording_id: String,
+    /// Per SSRC: leg time of the first frame's start and of the last frame's end, ms.
+    pub sent: HashMap<u32, (u64, u64)>,
+}
+
+/// Plays `leg` as call `call_id` against the bot-host at `http` (media at `media`) in real
+/// time until `stop_at` of leg time, then returns at once (a caller may stop the bot right
+/// after): the invitation and its answer, state and roster notifications at their times,
+/// SRTP frames every 20 ms.
+pub async fn play_until(
+    http_addr: SocketAddr,
+    media_addr: SocketAddr,
+    leg: Leg,
+    call_id: String,
+    stop_at: Duration,
+) -> Played {
+    let leg = &leg;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = format!("http://{http_addr}");
+    let info: Value = http
+        .get(format!("{base}/api/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["media"], media_addr.to_string());
+
+    let library = SpeechLibrary::load(&default_speech_dir(), &[Codec::Opus]).unwrap();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut key = [0u8; 30];
+    rand::thread_rng().fill_bytes(&mut key);
+    let offer = sdp::offer(socket.local_addr().unwrap(), Codec::Opus, &key, 1);
+    let ids = LegIds {
+        call_id,
+        chain_id: uuid(),
+        thread_id: None,
+        policy_participant_id: uuid(),
+        other_participant_id: uuid(),
+    };
+    let to = Recipient {
+        role: Role::Primary,
+        paired: false,
+    };
+    let notes = notify::leg_timeline(leg, &ids, to, &offer);
+    assert_eq!(notes[0].kind, NoteKind::Incoming);
+    let url = format!("{base}/api/calls");
+
+    let leg_start = tokio::time::Instant::now();
+    let answer: Value = http
+        .post(&url)
+        .json(&notes[0].body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = &answer["value"][0];
+    assert_eq!(entry["action"], "answer", "{answer}");
+    let parsed = sdp::parse_answer(entry["mediaConfig"]["blob"].as_str().unwrap()).unwrap();
+    assert_eq!(parsed.direction, sdp::AnswerDirection::Receive);
+    assert_eq!(parsed.media, media_addr);
+    let status: Value = http
+        .get(format!("{base}/api/calls/{}", ids.call_id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let recording_id = status["recordingId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no recordingId: {status}"))
+        .to_string();
+
+    let mut media =
+        MediaSource::new(&library, leg, Codec::Opus, &key, Impairments::default(), 7).unwrap();
+    let mut notes = notes.into_iter().skip(1).peekable();
+    let mut sent: HashMap<u32, (u64, u64)> = HashMap::new();
+    let answered = leg_start.elapsed().as_millis() as u64;
+    let mut t_ms = answered.div_ceil(20) * 20;
+    let stop_ms = stop_at.as_millis() as u64;
+    while t_ms < stop_ms {
+        tokio::time::sleep_until(leg_start + Duration::from_millis(t_ms)).await;
+        while notes.peek().is_some_and(|n| n.at_ms <= t_ms) {
+            let note = notes.next().unwrap();
+            assert_ne!(
+                note.kind,
+                NoteKind::Terminated,
+                "the call must outlive the test"
+            );
+            let r = http.post(&url).json(&note.body).send().await.unwrap();
+            assert!(r.status().is_success(), "{:?}", r.status());
+        }
+        media.tick(leg, t_ms).unwrap();
+        while let Some(p) = media.pop_due(u64::MAX) {
+            socket.send_to(&p, media_addr).await.unwrap();
+            let ssrc = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
+            let e = sent.entry(ssrc).or_insert((t_ms, t_ms));
+            e.1 = t_ms + 20;
+        }
+        t_ms += 20;
+    }
+    assert_eq!(sent.len(), 2, "both sides sent");
+    Played {
+        call_id: ids.call_id,
+        recording_id,
+        sent,
     }
 }
