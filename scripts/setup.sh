@@ -3,6 +3,8 @@
 #   libopus-dev + pkg-config : real libopus for audiopus (decode checks, fixture encoding)
 #   opus-tools, vorbis-tools : opusinfo/opusdec/ogginfo, the independent checkers of our files
 #   espeak-ng, sox           : speech with known turn boundaries for the fixtures
+#   chromium                 : a real browser as WHIP sender (bot-host/tests/whip.rs, whip_host.rs;
+#                              those tests skip without /usr/bin/chromium)
 # Extra packages can be asked for: scripts/setup.sh janus-tools
 set -euo pipefail
 
@@ -16,6 +18,7 @@ have_cmd opusinfo || need+=(opus-tools)
 have_cmd ogginfo || need+=(vorbis-tools)
 have_cmd espeak-ng || need+=(espeak-ng)
 have_cmd sox || need+=(sox)
+have_cmd chromium || need+=(chromium)
 for extra in "$@"; do have_pkg "$extra" || need+=("$extra"); done
 
 if [ ${#need[@]} -eq 0 ]; then

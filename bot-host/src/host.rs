@@ -6,11 +6,11 @@
 //! call), never touched by the per-packet path, which lives entirely inside the media plane
 //! and the WebRTC tasks. See `docs/live.md` for the HTTP contract.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
@@ -116,6 +116,7 @@ struct Shared {
     spool: Spool,
     reporter: Reporter,
     whip: Arc<WhipEndpoint>,
+    whip_sink: Arc<WhipToPlane>,
     profiles_path: PathBuf,
     role: BotRole,
     http: Mutex<Option<SocketAddr>>,
@@ -187,9 +188,10 @@ impl Host {
         let reporter = Reporter::start(config.store_url.clone(), &config.data_dir.join("outbox"))?;
         let sink = Arc::new(WhipToPlane {
             plane: plane.clone(),
+            seals: Arc::default(),
         });
         let whip = Arc::new(
-            WhipEndpoint::new(WhipConfig::default(), sink)
+            WhipEndpoint::new(WhipConfig::default(), sink.clone())
                 .map_err(|e| anyhow::anyhow!("cannot start WHIP: {e}"))?,
         );
         let shared = Arc::new(Shared {
@@ -199,6 +201,7 @@ impl Host {
             spool,
             reporter,
             whip: whip.clone(),
+            whip_sink: sink,
             profiles_path,
             role,
             http: Mutex::new(None),
@@ -266,6 +269,12 @@ impl Host {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         self.shared.whip.close_all().await;
+        // The plane is not dropped here (its event task holds the host), so nothing seals
+        // WHIP recordings implicitly: wait for the seals the sessions' ends started.
+        let sink = self.shared.whip_sink.clone();
+        tokio::task::spawn_blocking(move || sink.wait_sealed(WHIP_END_GRACE))
+            .await
+            .context("sealing WHIP recordings")?;
         let cmds = self
             .shared
             .signaling
@@ -279,8 +288,9 @@ impl Host {
         }
         // Seals started before shutdown (calls the platform ended just before) finish too.
         let _ = self.shared.sealing.subscribe().wait_for(|n| *n == 0).await;
-        // Whatever is still open (WHIP sessions, calls signaling never saw end) is sealed
-        // when the last reference to the plane goes.
+        // Every recording was sealed above. The event task and the WHIP sink still hold the
+        // plane, so this drop does not stop it; where it is the last reference, the plane's
+        // own drop seals whatever a caller opened behind signaling's back.
         let shared = self.shared;
         tokio::task::spawn_blocking(move || drop(shared))
             .await
@@ -747,7 +757,23 @@ async fn media_events(shared: Arc<Shared>) {
             return;
         };
         match ev {
-            PlaneEvent::MediaTimeout { call_id, .. } => {
+            PlaneEvent::MediaTimeout {
+                call_id,
+                recording_id,
+            } => {
+                if let Some(resource) = recording_id.strip_prefix(WHIP_RECORDING_PREFIX) {
+                    // Signaling does not own a WHIP recording, and the call id a WHIP sender
+                    // names may be a live signaling call's, whose own media is fine: end the
+                    // silent session instead, and its end seals the recording.
+                    tracing::warn!(
+                        recording = %recording_id,
+                        "WHIP media timed out: ending the session"
+                    );
+                    if let Err(e) = shared.whip.delete_session(resource).await {
+                        tracing::debug!(recording = %recording_id, "WHIP session already gone: {e}");
+                    }
+                    continue;
+                }
                 let cmds = shared
                     .signaling
                     .lock()
@@ -800,6 +826,98 @@ async fn timers(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool
 /// path needs no shared map (and no lock).
 struct WhipToPlane {
     plane: Arc<MediaPlane>,
+    seals: Arc<WhipSeals>,
+}
+
+/// How long the graceful shutdown waits for closed WHIP sessions to report their end (their
+/// pumps let go) before closing their recordings itself.
+const WHIP_END_GRACE: Duration = Duration::from_secs(2);
+
+/// WHIP recordings open in the plane and seals in progress, so that the graceful shutdown
+/// can wait for them. Touched when a track starts or a session ends, never per packet.
+#[derive(Default)]
+struct WhipSeals {
+    state: Mutex<WhipSealState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct WhipSealState {
+    open: HashSet<String>,
+    sealing: usize,
+}
+
+impl WhipToPlane {
+    /// Closes `recording_id` and waits for its seal on a thread of its own: the caller may
+    /// be an async task (a session's end), which must not block.
+    fn close(&self, recording_id: &str, why: &str) {
+        let ticket = match self.plane.close_call(recording_id, json!({ "ended": why })) {
+            Ok(t) => t,
+            // Closed already (the shutdown got there first), or never opened.
+            Err(PlaneError::UnknownRecording(_)) => return,
+            Err(e) => {
+                tracing::warn!(recording = %recording_id, "WHIP close: {e}");
+                return;
+            }
+        };
+        self.seals.state.lock().expect("not poisoned").sealing += 1;
+        let seals = self.seals.clone();
+        let spawned = std::thread::Builder::new()
+            .name("whip-seal".into())
+            .spawn(move || {
+                if let Err(e) = ticket.wait() {
+                    tracing::error!("WHIP recording not sealed: {e}");
+                }
+                seals.done_sealing();
+            });
+        if let Err(e) = spawned {
+            // The seal still happens on the sealer thread; only the shutdown's wait for it
+            // is lost.
+            tracing::error!(recording = %recording_id, "cannot wait for the WHIP seal: {e}");
+            self.seals.done_sealing();
+        }
+    }
+
+    /// Blocks until every WHIP recording is sealed. Sessions were closed just before; those
+    /// whose end has not been reported after `grace` are closed here.
+    fn wait_sealed(&self, grace: Duration) {
+        let deadline = std::time::Instant::now() + grace;
+        let mut state = self.seals.state.lock().expect("not poisoned");
+        loop {
+            if state.open.is_empty() && state.sealing == 0 {
+                return;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline && !state.open.is_empty() {
+                let late: Vec<String> = state.open.drain().collect();
+                drop(state);
+                for id in late {
+                    tracing::warn!(recording = %id, "WHIP session did not end in time: closing its recording");
+                    self.close(&id, "shutdown");
+                }
+                state = self.seals.state.lock().expect("not poisoned");
+                continue;
+            }
+            let wait = if state.open.is_empty() {
+                Duration::from_secs(1)
+            } else {
+                deadline.saturating_duration_since(now)
+            };
+            state = self
+                .seals
+                .changed
+                .wait_timeout(state, wait)
+                .expect("not poisoned")
+                .0;
+        }
+    }
+}
+
+impl WhipSeals {
+    fn done_sealing(&self) {
+        self.state.lock().expect("not poisoned").sealing -= 1;
+        self.changed.notify_all();
+    }
 }
 
 fn whip_route(resource_id: &str) -> SocketAddr {
@@ -809,8 +927,12 @@ fn whip_route(resource_id: &str) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(ip), (h as u16).max(1))
 }
 
+/// Recording ids of WHIP sessions: `whip-<resource id>`. Signaling's ids start with a
+/// timestamp, so the two never collide.
+const WHIP_RECORDING_PREFIX: &str = "whip-";
+
 fn whip_recording_id(session: &WhipSessionInfo) -> String {
-    format!("whip-{}", session.resource_id)
+    format!("{WHIP_RECORDING_PREFIX}{}", session.resource_id)
 }
 
 impl RtpSink for WhipToPlane {
@@ -852,6 +974,12 @@ impl RtpSink for WhipToPlane {
         };
         match self.plane.open_call(media) {
             Ok(()) => {
+                self.seals
+                    .state
+                    .lock()
+                    .expect("not poisoned")
+                    .open
+                    .insert(whip_recording_id(session));
                 if let Some(name) = &session.participant {
                     let _ = self.plane.update_roster(
                         &whip_recording_id(session),
@@ -880,15 +1008,18 @@ impl RtpSink for WhipToPlane {
     }
 
     fn session_ended(&self, session: &WhipSessionInfo) {
-        match self
-            .plane
-            .close_call(&whip_recording_id(session), json!({ "ended": "whip" }))
-        {
-            // The seal completes on the sealer thread; the plane reports it as an event.
-            Ok(_ticket) => {}
-            Err(PlaneError::UnknownRecording(_)) => {}
-            Err(e) => tracing::warn!(resource = %session.resource_id, "WHIP close: {e}"),
+        let id = whip_recording_id(session);
+        let was_open = self
+            .seals
+            .state
+            .lock()
+            .expect("not poisoned")
+            .open
+            .remove(&id);
+        if was_open {
+            self.close(&id, "whip");
         }
+        self.seals.changed.notify_all();
     }
 }
 

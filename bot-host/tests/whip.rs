@@ -720,10 +720,12 @@ async fn chromium_sends_audio_through_whip() {
     );
     tokio::spawn(async move { axum::serve(page_listener, page).await });
 
-    let wav = concat!(
+    // Chromium silently captures nothing from a path with a `..` component: canonical only.
+    let wav = std::fs::canonicalize(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../fixtures/calls/speech.A.wav"
-    );
+    ))
+    .unwrap();
     let profile = std::env::temp_dir().join(format!("whip-chromium-{}", std::process::id()));
     let browser = Browser(
         std::process::Command::new(&chromium)
@@ -734,7 +736,7 @@ async fn chromium_sends_audio_through_whip() {
                 "--no-first-run",
                 "--use-fake-ui-for-media-stream",
                 "--use-fake-device-for-media-stream",
-                &format!("--use-file-for-fake-audio-capture={wav}"),
+                &format!("--use-file-for-fake-audio-capture={}", wav.display()),
                 &format!("--user-data-dir={}", profile.display()),
                 &page_url,
             ])
@@ -748,6 +750,7 @@ async fn chromium_sends_audio_through_whip() {
     let mut packets = 0usize;
     let mut decoder = audiopus::coder::Decoder::new(SampleRate::Hz48000, Channels::Stereo).unwrap();
     let mut pcm = vec![0i16; 5760 * 2];
+    let (mut energy, mut decoded) = (0f64, 0usize);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     // 100 packets = 2 s of 20 ms frames.
     while packets < 100 {
@@ -765,6 +768,11 @@ async fn chromium_sends_audio_through_whip() {
                     .decode(Some(payload), &mut pcm[..], false)
                     .expect("Chromium's payload decodes as Opus");
                 assert!(samples > 0);
+                energy += pcm[..samples * 2]
+                    .iter()
+                    .map(|&s| f64::from(s).powi(2))
+                    .sum::<f64>();
+                decoded += samples * 2;
                 packets += 1;
             }
             Some(Event::Ended(_)) => panic!("session ended early"),
@@ -772,6 +780,9 @@ async fn chromium_sends_audio_through_whip() {
         }
     }
     let track = track.expect("track_started");
+    // The fixture's speech, not the silence of a fake microphone that failed to open it.
+    let rms = (energy / decoded.max(1) as f64).sqrt();
+    assert!(rms > 300.0, "Chromium sent silence (RMS {rms})");
     assert_eq!(track.mime_type, "audio/opus");
     assert_eq!(track.clock_rate, 48000);
     drop(browser);
