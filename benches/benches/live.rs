@@ -10,8 +10,8 @@
 //! the readers, and media-core's undecryptable or malformed counts), the per-packet processing
 //! time quantiles from the plane's own histogram (worker time from dequeue to the Ogg page,
 //! warm-up excluded), how far the sender fell behind its schedule, and how long closing and
-//! sealing every call took (segments, mix, manifest, fsync). Not a criterion bench: one step
-//! is seconds of wall-clock traffic.
+//! sealing every call took (segments, manifest, fsync; the mix too with `LIVE_MIX=1`). Not a
+//! criterion bench: one step is seconds of wall-clock traffic.
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -63,7 +63,9 @@ struct Step {
 fn run(n: usize, seconds: u64) -> std::io::Result<Step> {
     let dir = std::env::temp_dir().join(format!("live-bench-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let spool = Spool::new(&dir)?;
+    // Sealing mixes every call (a decode and an encode of the whole call) unless told not to;
+    // the mix is measured by `--bench mix`, here it would only hide the ingest figures.
+    let spool = Spool::new(&dir)?.with_mix(std::env::var_os("LIVE_MIX").is_some());
     let plane = MediaPlane::start(MediaConfig::new("127.0.0.1:0".parse().unwrap(), spool))?;
     let target = plane.local_addr();
     let mut calls = Vec::with_capacity(n);

@@ -56,6 +56,9 @@ pub struct HostConfig {
     pub queue_capacity: usize,
     /// Seconds without a packet before a call's media is considered gone.
     pub media_timeout_secs: u64,
+    /// Whether sealing writes `mixed.ogg` (see `Spool::with_mix`); hosts recording
+    /// thousands of calls turn it off.
+    pub mix_on_seal: bool,
     /// New calls are refused (with the `RecordingResourceUnavailable` alarm) when the data
     /// directory's file system has less free space than this, in MiB.
     pub min_free_mib: u64,
@@ -74,6 +77,7 @@ impl Default for HostConfig {
             workers: 2,
             queue_capacity: 8192,
             media_timeout_secs: 30,
+            mix_on_seal: true,
             min_free_mib: 512,
         }
     }
@@ -178,7 +182,9 @@ impl Host {
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
         let profiles_path = config.profiles_path();
         let profiles = load_profiles(&profiles_path)?;
-        let spool = Spool::new(&config.data_dir).context("cannot open the spool")?;
+        let spool = Spool::new(&config.data_dir)
+            .context("cannot open the spool")?
+            .with_mix(config.mix_on_seal);
         let mut mc = MediaConfig::new(config.media_listen, spool.clone());
         mc.readers = config.readers.max(1);
         mc.workers = config.workers.max(1);

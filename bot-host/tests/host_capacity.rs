@@ -50,3 +50,28 @@ async fn a_full_disk_refuses_calls_with_the_alarm() {
     );
     host.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_without_mixing_seals_tracks_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = HostConfig {
+        data_dir: dir.path().to_path_buf(),
+        profiles: Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sim-profiles.toml")),
+        mix_on_seal: false,
+        ..HostConfig::default()
+    };
+    let host = Host::start(cfg).await.unwrap();
+    let mut o = SimulateOptions::new(format!("http://{}", host.http_addr()));
+    o.pacing = Pacing::Fast;
+    o.scenarios = vec!["internal-p2p-in".into()];
+    o.seal_timeout = Duration::from_secs(10);
+    let report = simulate(o).await.unwrap();
+    assert_eq!(report.failures(), 0, "{report}");
+    let sealed = std::path::PathBuf::from(report.legs[0].sealed_path.clone().unwrap());
+    assert!(!sealed.join("mixed.ogg").exists());
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sealed.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["mixed"]["deferred"], true, "{meta}");
+    assert!(meta["tracks"].as_array().unwrap().len() >= 2);
+    host.shutdown().await.unwrap();
+}

@@ -69,6 +69,7 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> S
 pub struct Spool {
     active: PathBuf,
     sealed: PathBuf,
+    mix: bool,
 }
 
 /// A track as the sealer needs it.
@@ -130,7 +131,21 @@ impl Spool {
         let sealed = root.join("sealed");
         fs::create_dir_all(&active)?;
         fs::create_dir_all(&sealed)?;
-        Ok(Spool { active, sealed })
+        Ok(Spool {
+            active,
+            sealed,
+            mix: true,
+        })
+    }
+
+    /// Whether sealing writes `mixed.ogg` (default yes). Mixing decodes and re-encodes the
+    /// whole call (about 1/75 of its duration in CPU at 48 kHz, `docs/benchmarks.md`), which
+    /// on a host recording thousands of calls costs more than recording them; such hosts seal
+    /// the tracks only (`"mixed": {"deferred": true}` in meta.json) and leave the mix to a
+    /// later stage (`bot-host replay`'s mix code, or the store on first download).
+    pub fn with_mix(mut self, mix: bool) -> Spool {
+        self.mix = mix;
+        self
     }
 
     /// `spool/active`.
@@ -233,9 +248,13 @@ impl Spool {
         };
         let call_id = meta["call_id"].as_str().unwrap_or(id).to_string();
         let targeted = meta["targeted"].as_str().map(str::to_string);
-        let mixed = match write_mix(&dir, &call_id, &outs, targeted.as_deref()) {
-            Ok(m) => m,
-            Err(e) => {
+        let mixed = match self
+            .mix
+            .then(|| write_mix(&dir, &call_id, &outs, targeted.as_deref()))
+        {
+            None => json!({ "deferred": true }),
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
                 derived_errors.insert("mixed".into(), json!(format!("{e:#}")));
                 // A half-written mix is our own output, not evidence.
                 let _ = fs::remove_file(dir.join("mixed.ogg"));
