@@ -13,7 +13,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::hash::BuildHasher;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -229,6 +229,12 @@ enum Msg {
         data: Bytes,
         arrival: Micros,
     },
+    /// Datagrams one `recvmmsg` read for this worker: one queue operation (and at most one
+    /// wake-up) for up to [`BATCH`] packets instead of one each.
+    Batch {
+        packets: Vec<(SocketAddr, Bytes)>,
+        arrival: Micros,
+    },
     Open {
         call: Box<CallMedia>,
         reply: Sender<Result<(), PlaneError>>,
@@ -276,8 +282,124 @@ impl SealTicket {
     }
 }
 
+/// Work for the I/O thread. Workers never touch the disk on their packet path: a file system
+/// that stalls (ext4 writeback, a busy disk) would stall every call of the worker and overflow
+/// its queue. Messages are handled in order, so a call's last pages and live meta.json are on
+/// disk before its [`IoMsg::Seal`] reaches the sealer.
+enum IoMsg {
+    /// Append Ogg pages to a track file (created on first write).
+    Write {
+        path: PathBuf,
+        data: Vec<u8>,
+        recording_id: Arc<str>,
+        call_id: Arc<str>,
+    },
+    /// Replace a recording's live meta.json.
+    Meta {
+        path: PathBuf,
+        value: Value,
+        recording_id: Arc<str>,
+        call_id: Arc<str>,
+    },
+    /// Close the recording's files and pass it to the sealer.
+    Seal(SealJob),
+}
+
+fn io_loop(
+    rx: Receiver<IoMsg>,
+    sealer: Sender<SealJob>,
+    counters: Arc<Counters>,
+    events: Sender<PlaneEvent>,
+) {
+    let mut files: FxHashMap<PathBuf, File> = FxHashMap::default();
+    let mut errors: FxHashMap<Arc<str>, String> = FxHashMap::default();
+    let fail = |errors: &mut FxHashMap<Arc<str>, String>,
+                recording_id: &Arc<str>,
+                call_id: &Arc<str>,
+                error: String| {
+        counters.write_errors.fetch_add(1, Relaxed);
+        if !errors.contains_key(recording_id) {
+            let _ = events.send(PlaneEvent::Failed {
+                call_id: call_id.to_string(),
+                recording_id: recording_id.to_string(),
+                error: error.clone(),
+            });
+            errors.insert(recording_id.clone(), error);
+        }
+    };
+    for msg in rx {
+        match msg {
+            IoMsg::Write {
+                path,
+                data,
+                recording_id,
+                call_id,
+            } => {
+                let file = match files.entry(path) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        match File::options().create(true).append(true).open(e.key()) {
+                            Ok(f) => e.insert(f),
+                            Err(err) => {
+                                let m = format!("{}: {err}", e.key().display());
+                                fail(&mut errors, &recording_id, &call_id, m);
+                                continue;
+                            }
+                        }
+                    }
+                };
+                // On error the pages are dropped, not retried forever: the recording is
+                // marked partial when sealed.
+                if let Err(err) = file.write_all(&data) {
+                    fail(
+                        &mut errors,
+                        &recording_id,
+                        &call_id,
+                        format!("write: {err}"),
+                    );
+                }
+            }
+            IoMsg::Meta {
+                path,
+                value,
+                recording_id,
+                call_id,
+            } => {
+                if let Err(e) = write_json(&path, &value) {
+                    fail(&mut errors, &recording_id, &call_id, format!("{e:#}"));
+                }
+            }
+            IoMsg::Seal(mut job) => {
+                let dir = job.dir.clone();
+                files.retain(|p, _| !p.starts_with(&dir));
+                for t in &mut job.tracks {
+                    if t.file.as_ref().is_some_and(|f| !dir.join(f).exists()) {
+                        t.file = None;
+                    }
+                }
+                let key: Arc<str> = job.recording_id.as_str().into();
+                if let Some(e) = errors.remove(&key) {
+                    job.partial = true;
+                    if let Value::Object(m) = &mut job.meta {
+                        m.entry("write_error").or_insert(json!(e));
+                    }
+                }
+                if let Err(e) = sealer.send(job) {
+                    if let Some(reply) = e.0.reply {
+                        let _ = reply.send(CloseReply::Done(Err(SpoolError::NotActive(
+                            e.0.recording_id,
+                        ))));
+                    }
+                }
+            }
+        }
+    }
+}
+
 struct SealJob {
     recording_id: String,
+    /// `active/<recording id>`.
+    dir: PathBuf,
     call_id: String,
     tracks: Vec<SealTrack>,
     meta: Value,
@@ -296,6 +418,7 @@ pub struct MediaPlane {
     stop: Arc<AtomicBool>,
     readers: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+    io: Option<JoinHandle<()>>,
     sealer: Option<JoinHandle<Vec<Sealed>>>,
     clock: Clock,
 }
@@ -345,6 +468,16 @@ impl MediaPlane {
                 .spawn(move || sealer_loop(spool, seal_rx, events, counters))?
         };
 
+        let (io_tx, io_rx) = unbounded::<IoMsg>();
+        let io = {
+            let seal_tx = seal_tx.clone();
+            let events = events_tx.clone();
+            let counters = counters.clone();
+            std::thread::Builder::new()
+                .name("media-io".into())
+                .spawn(move || io_loop(io_rx, seal_tx, counters, events))?
+        };
+
         let mut queues = Vec::with_capacity(workers);
         let mut worker_handles = Vec::with_capacity(workers);
         for i in 0..workers {
@@ -354,7 +487,7 @@ impl MediaPlane {
                 rx,
                 counters: counters.clone(),
                 events: events_tx.clone(),
-                sealer: seal_tx.clone(),
+                io: io_tx.clone(),
                 spool: config.spool.clone(),
                 config: config.clone(),
                 clock,
@@ -372,6 +505,7 @@ impl MediaPlane {
             );
         }
         drop(seal_tx);
+        drop(io_tx);
 
         let mut reader_handles = Vec::with_capacity(readers);
         for (i, socket) in sockets.into_iter().enumerate() {
@@ -392,6 +526,7 @@ impl MediaPlane {
             stop,
             readers: reader_handles,
             workers: worker_handles,
+            io: Some(io),
             sealer: Some(sealer),
             clock,
         })
@@ -519,6 +654,10 @@ impl MediaPlane {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+        // The workers' last writes and seal requests drain through the I/O thread first.
+        if let Some(io) = self.io.take() {
+            let _ = io.join();
+        }
         self.sealer
             .take()
             .and_then(|s| s.join().ok())
@@ -561,6 +700,38 @@ fn bind_reuseport(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
     Ok(s.into())
 }
 
+/// Datagrams read per `recvmmsg`, and the most one batch hands a worker.
+const BATCH: usize = 32;
+
+/// The sender of a datagram as `recvmmsg` filled it in.
+fn sockaddr_of(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    match i32::from(storage.ss_family) {
+        libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the kernel wrote a sockaddr_in (family AF_INET, length checked).
+            let a = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the kernel wrote a sockaddr_in6 (family AF_INET6, length checked).
+            let a = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// One reader thread: `recvmmsg` up to [`BATCH`] datagrams per system call, then one batch per
+/// worker through its queue. A full queue drops that batch, counted; the reader never blocks
+/// on a worker.
 fn reader_loop(
     socket: UdpSocket,
     queues: Vec<Sender<Msg>>,
@@ -568,39 +739,81 @@ fn reader_loop(
     stop: Arc<AtomicBool>,
     clock: Clock,
 ) {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let mut bufs = vec![[0u8; MAX_DATAGRAM]; BATCH];
+    // SAFETY (all three): plain C structs for which all-zero is a valid value.
+    let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    let mut iovs: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
     let mut chunk = BytesMut::with_capacity(CHUNK);
-    let mut buf = [0u8; MAX_DATAGRAM];
+    let mut batches: Vec<Vec<(SocketAddr, Bytes)>> = (0..queues.len())
+        .map(|_| Vec::with_capacity(BATCH))
+        .collect();
     while !stop.load(Relaxed) {
-        let (n, src) = match socket.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
-            // ICMP errors surface on UDP sockets (e.g. ECONNREFUSED); they concern one peer.
-            Err(_) => continue,
+        for i in 0..BATCH {
+            iovs[i] = libc::iovec {
+                iov_base: bufs[i].as_mut_ptr().cast(),
+                iov_len: MAX_DATAGRAM,
+            };
+            hdrs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+            hdrs[i].msg_hdr.msg_namelen =
+                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
+            hdrs[i].msg_hdr.msg_iovlen = 1;
+            hdrs[i].msg_hdr.msg_control = std::ptr::null_mut();
+            hdrs[i].msg_hdr.msg_controllen = 0;
+            hdrs[i].msg_hdr.msg_flags = 0;
+            hdrs[i].msg_len = 0;
+        }
+        // MSG_WAITFORONE: block (up to the socket's read timeout, for the stop check) for the
+        // first datagram, then take whatever else is queued without waiting.
+        // SAFETY: `hdrs` holds BATCH headers whose buffers, iovecs and addresses live in the
+        // vectors above for the whole call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        // Time-outs (EAGAIN), signals (EINTR) and ICMP errors of one peer (ECONNREFUSED).
+        let Ok(n) = usize::try_from(n) else {
+            continue;
         };
         let arrival = clock.now();
-        counters.packets.fetch_add(1, Relaxed);
-        counters.bytes.fetch_add(n as u64, Relaxed);
-        if chunk.capacity() < MAX_DATAGRAM {
-            chunk = BytesMut::with_capacity(CHUNK);
+        for i in 0..n {
+            let len = (hdrs[i].msg_len as usize).min(MAX_DATAGRAM);
+            counters.packets.fetch_add(1, Relaxed);
+            counters.bytes.fetch_add(len as u64, Relaxed);
+            let Some(src) = sockaddr_of(&addrs[i], hdrs[i].msg_hdr.msg_namelen) else {
+                counters.count_drop(DropReason::UnknownSource);
+                continue;
+            };
+            if chunk.capacity() < MAX_DATAGRAM {
+                chunk = BytesMut::with_capacity(CHUNK);
+            }
+            chunk.extend_from_slice(&bufs[i][..len]);
+            let data = chunk.split().freeze();
+            let src = canonical(src);
+            batches[shard(&src, queues.len())].push((src, data));
         }
-        chunk.extend_from_slice(&buf[..n]);
-        let data = chunk.split().freeze();
-        let src = canonical(src);
-        let w = shard(&src, queues.len());
-        match queues[w].try_send(Msg::Packet { src, data, arrival }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => counters.count_drop(DropReason::QueueFull),
-            // A worker that died (a bug) must not take the other workers' calls with it.
-            Err(TrySendError::Disconnected(_)) => counters.count_drop(DropReason::WorkerGone),
+        for (w, batch) in batches.iter_mut().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let count = batch.len() as u64;
+            let packets = std::mem::replace(batch, Vec::with_capacity(BATCH));
+            match queues[w].try_send(Msg::Batch { packets, arrival }) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => counters.count_drops(DropReason::QueueFull, count),
+                // A worker that died (a bug) must not take the other workers' calls with it.
+                Err(TrySendError::Disconnected(_)) => {
+                    counters.count_drops(DropReason::WorkerGone, count)
+                }
+            }
         }
     }
 }
@@ -647,7 +860,8 @@ struct Track {
     msi: u32,
     track: ParticipantTrack,
     file_name: String,
-    file: Option<BufWriter<File>>,
+    /// Pages released by media-core and not yet handed to the I/O thread.
+    pending: Vec<u8>,
     start_ms: f64,
     /// The deadline queued in the worker's timer heap, if any.
     scheduled: Option<Micros>,
@@ -666,6 +880,8 @@ struct Call {
     /// Tracks of SSRCs that were not in the roster when they appeared.
     unlisted_tracks: usize,
     write_error: Option<String>,
+    io: Sender<IoMsg>,
+    ids: (Arc<str>, Arc<str>),
 }
 
 impl Call {
@@ -700,9 +916,28 @@ impl Call {
         Value::Object(m)
     }
 
+    /// Queues the live meta.json for the I/O thread (a track started, the roster changed).
     fn write_live_meta(&mut self) {
-        if let Err(e) = write_json(&self.dir.join("meta.json"), &self.live_meta()) {
-            self.write_error.get_or_insert(format!("{e:#}"));
+        let _ = self.io.send(IoMsg::Meta {
+            path: self.dir.join("meta.json"),
+            value: self.live_meta(),
+            recording_id: self.ids.0.clone(),
+            call_id: self.ids.1.clone(),
+        });
+    }
+
+    /// Hands every track's released pages to the I/O thread.
+    fn send_pending(&mut self) {
+        for t in &mut self.tracks {
+            if t.pending.is_empty() {
+                continue;
+            }
+            let _ = self.io.send(IoMsg::Write {
+                path: self.dir.join(&t.file_name),
+                data: std::mem::take(&mut t.pending),
+                recording_id: self.ids.0.clone(),
+                call_id: self.ids.1.clone(),
+            });
         }
     }
 }
@@ -746,7 +981,7 @@ struct Worker {
     rx: Receiver<Msg>,
     counters: Arc<Counters>,
     events: Sender<PlaneEvent>,
-    sealer: Sender<SealJob>,
+    io: Sender<IoMsg>,
     spool: Spool,
     config: MediaConfig,
     clock: Clock,
@@ -772,6 +1007,11 @@ impl Worker {
             let wait = Duration::from_micros(deadline.saturating_since(now).0);
             match self.rx.recv_timeout(wait) {
                 Ok(Msg::Packet { src, data, arrival }) => self.packet(src, &data, arrival),
+                Ok(Msg::Batch { packets, arrival }) => {
+                    for (src, data) in packets {
+                        self.packet(src, &data, arrival);
+                    }
+                }
                 Ok(Msg::Open { call, reply }) => {
                     let _ = reply.send(self.open(*call));
                 }
@@ -888,19 +1128,11 @@ impl Worker {
         }
     }
 
-    /// Every flush interval: file buffers to the kernel, media timeouts.
+    /// Every flush interval: released pages to the I/O thread, media timeouts.
     fn tick(&mut self, now: Micros) {
         let timeout = Micros(self.config.media_timeout.as_micros() as u64);
         for call in self.calls.values_mut() {
-            for i in 0..call.tracks.len() {
-                if let Some(f) = call.tracks[i].file.as_mut() {
-                    if let Err(e) = f.flush() {
-                        self.counters.write_errors.fetch_add(1, Relaxed);
-                        let name = call.tracks[i].file_name.clone();
-                        report_write_error(call, &self.events, format!("{name}: {e}"));
-                    }
-                }
-            }
+            call.send_pending();
             if !call.timed_out && now.saturating_since(call.last_activity) >= timeout {
                 call.timed_out = true;
                 let _ = self.events.send(PlaneEvent::MediaTimeout {
@@ -922,6 +1154,7 @@ impl Worker {
         }
         let dir = self.spool.create_recording(&call.recording_id)?;
         let now = self.clock.now();
+        let c_call_id: Arc<str> = call.call_id.as_str().into();
         let mut c = Call {
             call,
             dir,
@@ -934,8 +1167,14 @@ impl Worker {
             unknown_ssrc: 0,
             unlisted_tracks: 0,
             write_error: None,
+            io: self.io.clone(),
+            ids: (id.clone(), c_call_id),
         };
-        c.write_live_meta();
+        // The first meta.json is written here, synchronously: a call whose directory cannot
+        // take it is refused rather than recorded nowhere.
+        if let Err(e) = write_json(&c.dir.join("meta.json"), &c.live_meta()) {
+            c.write_error = Some(format!("{e:#}"));
+        }
         if let Some(e) = c.write_error.take() {
             // Nothing recorded yet: the empty directory is ours to remove.
             let _ = std::fs::remove_dir_all(&c.dir);
@@ -997,15 +1236,8 @@ impl Worker {
         for i in 0..call.tracks.len() {
             call.tracks[i].track.finish();
             drain_idx(&mut call, i, &self.counters);
-            let t = &mut call.tracks[i];
-            if let Some(mut f) = t.file.take() {
-                if let Err(e) = f.flush() {
-                    self.counters.write_errors.fetch_add(1, Relaxed);
-                    let msg = format!("{}: {e}", t.file_name);
-                    report_write_error(&mut call, &self.events, msg);
-                }
-            }
         }
+        call.send_pending();
         for t in &call.tracks {
             let stats = t.track.stats();
             self.counters.add_track(track_counters(&stats));
@@ -1014,11 +1246,8 @@ impl Worker {
             tracks.push(SealTrack {
                 participant,
                 msi: Some(t.msi),
-                file: t
-                    .track
-                    .has_audio()
-                    .then(|| t.file_name.clone())
-                    .filter(|f| call.dir.join(f).exists()),
+                // Whether the file exists is checked by the I/O thread once it is written.
+                file: t.track.has_audio().then(|| t.file_name.clone()),
                 start_ms: t.start_ms,
                 duration_ms: Some(samples48_to_ms(
                     stats.samples.saturating_sub(u64::from(PRE_SKIP)),
@@ -1043,17 +1272,21 @@ impl Worker {
         }
         let job = SealJob {
             recording_id: call.call.recording_id.clone(),
+            dir: call.dir.clone(),
             call_id: call.call.call_id.clone(),
             tracks,
             meta: Value::Object(meta),
             partial: call.write_error.is_some(),
             reply,
         };
-        if let Err(e) = self.sealer.send(job) {
-            if let Some(reply) = e.0.reply {
-                let _ = reply.send(CloseReply::Done(Err(SpoolError::NotActive(
-                    e.0.recording_id,
-                ))));
+        // Behind this call's last writes on the I/O thread, which passes it to the sealer.
+        if let Err(e) = self.io.send(IoMsg::Seal(job)) {
+            if let IoMsg::Seal(job) = e.0 {
+                if let Some(reply) = job.reply {
+                    let _ = reply.send(CloseReply::Done(Err(SpoolError::NotActive(
+                        job.recording_id,
+                    ))));
+                }
             }
         }
     }
@@ -1093,7 +1326,7 @@ fn new_track(
         msi: ssrc,
         track: ParticipantTrack::new(cfg),
         file_name: format!("{ssrc}.ogg"),
-        file: None,
+        pending: Vec::new(),
         start_ms: arrival.saturating_since(call_start).0 as f64 / 1000.0,
         scheduled: None,
     });
@@ -1102,48 +1335,14 @@ fn new_track(
 }
 
 /// Writes the pages a track released (to its file's buffer).
-fn drain_idx(call: &mut Call, idx: usize, counters: &Counters) {
-    // Split borrows: the track and the call's error slot.
-    let Call {
-        tracks,
-        dir,
-        write_error,
-        ..
-    } = call;
-    let t = &mut tracks[idx];
-    if let Err(e) = write_pages(t, dir) {
-        counters.write_errors.fetch_add(1, Relaxed);
-        write_error.get_or_insert(e);
-    }
-}
-
-fn write_pages(t: &mut Track, dir: &std::path::Path) -> Result<(), String> {
+/// Moves the pages media-core released for track `idx` into its pending buffer (no I/O
+/// here: the I/O thread writes them at the next tick).
+fn drain_idx(call: &mut Call, idx: usize, _counters: &Counters) {
+    let t = &mut call.tracks[idx];
     let out = t.track.output();
-    if out.is_empty() {
-        return Ok(());
-    }
-    if t.file.is_none() {
-        let path = dir.join(&t.file_name);
-        let f = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        t.file = Some(BufWriter::with_capacity(64 * 1024, f));
-    }
-    let r = match t.file.as_mut() {
-        Some(f) => f.write_all(out),
-        None => Ok(()),
-    };
-    // On error the pages are dropped, not retried forever: the recording is marked partial.
-    out.clear();
-    r.map_err(|e| format!("{}: {e}", t.file_name))
-}
-
-fn report_write_error(call: &mut Call, events: &Sender<PlaneEvent>, error: String) {
-    if call.write_error.is_none() {
-        let _ = events.send(PlaneEvent::Failed {
-            call_id: call.call.call_id.clone(),
-            recording_id: call.call.recording_id.clone(),
-            error: error.clone(),
-        });
-        call.write_error = Some(error);
+    if !out.is_empty() {
+        t.pending.extend_from_slice(out);
+        out.clear();
     }
 }
 

@@ -80,6 +80,10 @@ impl Counters {
         self.drops[reason as usize].fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn count_drops(&self, reason: DropReason, n: u64) {
+        self.drops[reason as usize].fetch_add(n, Relaxed);
+    }
+
     pub(crate) fn observe_ns(&self, ns: u64) {
         let i = LATENCY_BOUNDS_US
             .iter()
