@@ -10,7 +10,10 @@
 //! the readers, and media-core's undecryptable or malformed counts), the per-packet processing
 //! time quantiles from the plane's own histogram (worker time from dequeue to the Ogg page,
 //! warm-up excluded), how far the sender fell behind its schedule, and how long closing and
-//! sealing every call took (segments, manifest, fsync; the mix too with `LIVE_MIX=1`). Not a
+//! sealing every call took (segments, manifest, fsync; the mix too with `LIVE_MIX=1`), and the
+//! CPU the plane's own threads (readers, workers, I/O) spent per packet, from /proc: with the
+//! load generator on the same two cores, that is the figure that says how many calls a core
+//! can record. Not a
 //! criterion bench: one step is seconds of wall-clock traffic.
 
 use std::net::UdpSocket;
@@ -48,6 +51,31 @@ fn raise_fd_limit() {
     }
 }
 
+/// CPU seconds used so far by this process's threads whose name starts with `media-` (the
+/// plane's readers, workers, I/O and sealer threads), from /proc (Linux).
+fn plane_cpu_seconds() -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut total = 0u64;
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("media-") || comm.starts_with("media-sealer") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is 3rd, utime 14th, stime 15th.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ut: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let st: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+            total += ut + st;
+        }
+    }
+    total as f64 / tick
+}
+
 struct Step {
     calls: usize,
     sent: u64,
@@ -59,6 +87,7 @@ struct Step {
     behind_ms: f64,
     seal_s: f64,
     warmup_drops: u64,
+    cpu_us_per_packet: f64,
 }
 
 fn run(n: usize, seconds: u64) -> std::io::Result<Step> {
@@ -103,9 +132,11 @@ fn run(n: usize, seconds: u64) -> std::io::Result<Step> {
     let mut sent = 0u64;
     let mut behind = Duration::ZERO;
     let mut warm: Option<PlaneStats> = None;
+    let mut cpu_at_warm = 0.0;
     for frame in 0..frames {
         if frame == warmup_frames {
             warm = Some(plane.stats());
+            cpu_at_warm = plane_cpu_seconds();
         }
         for slice in 0..SLICES {
             let due =
@@ -134,6 +165,9 @@ fn run(n: usize, seconds: u64) -> std::io::Result<Step> {
     // Let the queues drain.
     std::thread::sleep(Duration::from_millis(500));
     let s = plane.stats();
+    let measured_packets = s.packets - warm.as_ref().map_or(0, |w| w.packets);
+    let cpu_us_per_packet =
+        (plane_cpu_seconds() - cpu_at_warm) * 1e6 / measured_packets.max(1) as f64;
     // Drops during the measured window, and during the warm-up (every call's tracks and files
     // are created within the first 20 ms frame, a burst no real host sees).
     let warm_drop = |r: DropReason| warm.as_ref().map_or(0, |w| w.dropped(r));
@@ -181,6 +215,7 @@ fn run(n: usize, seconds: u64) -> std::io::Result<Step> {
         behind_ms: behind.as_secs_f64() * 1e3,
         seal_s,
         warmup_drops,
+        cpu_us_per_packet,
     })
 }
 
@@ -205,9 +240,9 @@ fn main() {
     );
     println!();
     println!(
-        "| calls | packets/s | sent | received | drops (measured) | drops (warm-up) | p50 | p99 | p99.9 | sender late by | close + seal all |"
+        "| calls | packets/s | sent | received | drops (measured) | drops (warm-up) | p50 | p99 | p99.9 | plane CPU per packet | sender late by | close + seal all |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let us = |v: Option<u64>| v.map_or("> max".to_string(), |v| format!("{v} us"));
     for n in steps {
         match run(n, seconds) {
@@ -222,7 +257,7 @@ fn main() {
                     d.join(", ")
                 };
                 println!(
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} ms | {:.1} s |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} us | {:.1} ms | {:.1} s |",
                     r.calls,
                     r.calls * 100,
                     r.sent,
@@ -232,6 +267,7 @@ fn main() {
                     us(r.p50),
                     us(r.p99),
                     us(r.p999),
+                    r.cpu_us_per_packet,
                     r.behind_ms,
                     r.seal_s
                 );
