@@ -150,12 +150,23 @@ fn run() -> Result<ExitCode> {
             role,
             store_url,
         } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .init();
+            // Structured logs: key=value text by default, one JSON object per line with
+            // BOT_HOST_LOG_FORMAT=json (for log shippers); RUST_LOG filters as usual. Logs go to
+            // stderr; stdout carries only the start-up line with the addresses.
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into());
+            if std::env::var("BOT_HOST_LOG_FORMAT").is_ok_and(|v| v == "json") {
+                tracing_subscriber::fmt()
+                    .json()
+                    .with_env_filter(filter)
+                    .with_writer(std::io::stderr)
+                    .init();
+            } else {
+                tracing_subscriber::fmt()
+                    .with_env_filter(filter)
+                    .with_writer(std::io::stderr)
+                    .init();
+            }
             let mut cfg = match config {
                 Some(p) => bot_host::host::HostConfig::load(&p)?,
                 None => bot_host::host::HostConfig::default(),
