@@ -2,6 +2,8 @@
 //! served on loopback, connects (ICE, DTLS, SRTP) and sends Opus; the sink must see the same
 //! payloads bit for bit. Plus the HTTP error paths.
 
+mod whip_client;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,29 +12,13 @@ use audiopus::coder::Encoder;
 use audiopus::{Application, Channels, SampleRate};
 use bot_host::whip::{IcePorts, RtpSink, TrackInfo, WhipConfig, WhipEndpoint, WhipSessionInfo};
 use bytes::Bytes;
-use rtc::ice::mdns::MulticastDnsMode;
-use rtc::ice::network_type::NetworkType;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::rtp;
 use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp::extension::HeaderExtension;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RTCRtpHeaderExtensionCapability, RtpCodecKind,
-};
 use rtc::shared::marshal::Unmarshal;
-use tokio::sync::{mpsc, watch};
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::MediaStreamTrack;
-use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
-    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
-};
-use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-
-const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+use tokio::sync::mpsc;
+use webrtc::peer_connection::{RTCPeerConnectionState, RTCSessionDescription};
+use whip_client::{http, Client};
 
 #[derive(Debug)]
 enum Event {
@@ -73,180 +59,6 @@ async fn serve(config: WhipConfig) -> Server {
         endpoint,
         events,
     }
-}
-
-#[derive(Clone)]
-struct ClientHandler {
-    gathered: watch::Sender<bool>,
-    state: watch::Sender<RTCPeerConnectionState>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for ClientHandler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            self.gathered.send_replace(true);
-        }
-    }
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        self.state.send_replace(state);
-    }
-}
-
-fn opus_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    }
-}
-
-fn vp8_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_VP8.to_owned(),
-        clock_rate: 90000,
-        channels: 0,
-        sdp_fmtp_line: String::new(),
-        rtcp_feedback: vec![],
-    }
-}
-
-/// A WHIP sender the way a browser is one: full ICE agent, offers audio (with the audio-level
-/// extension) and, optionally, video that the endpoint must refuse.
-struct Client {
-    pc: Arc<dyn PeerConnection>,
-    track: Arc<TrackLocalStaticRTP>,
-    ssrc: u32,
-    gathered: watch::Receiver<bool>,
-    state: watch::Receiver<RTCPeerConnectionState>,
-}
-
-impl Client {
-    async fn new(with_video: bool) -> Client {
-        let mut media_engine = MediaEngine::default();
-        media_engine
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: opus_codec(),
-                    payload_type: 111,
-                },
-                RtpCodecKind::Audio,
-            )
-            .unwrap();
-        media_engine
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: vp8_codec(),
-                    payload_type: 96,
-                },
-                RtpCodecKind::Video,
-            )
-            .unwrap();
-        media_engine
-            .register_header_extension(
-                RTCRtpHeaderExtensionCapability {
-                    uri: AUDIO_LEVEL_URI.to_owned(),
-                },
-                RtpCodecKind::Audio,
-                None,
-            )
-            .unwrap();
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine).unwrap();
-        let (gathered_tx, gathered) = watch::channel(false);
-        let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
-        let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(media_engine)
-            .with_setting_engine(
-                SettingEngineBuilder::new()
-                    .with_network_types(vec![NetworkType::Udp4])
-                    .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-                    .build(),
-            )
-            .with_interceptor_registry(registry)
-            .with_handler(Arc::new(ClientHandler {
-                gathered: gathered_tx,
-                state: state_tx,
-            }))
-            .with_udp_addrs(vec!["127.0.0.1:0"])
-            .build()
-            .await
-            .unwrap();
-        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
-        let ssrc = 0x5eed_0001;
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            "whip-test-stream".to_owned(),
-            "whip-test-audio".to_owned(),
-            "audio".to_owned(),
-            RtpCodecKind::Audio,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: opus_codec(),
-                ..Default::default()
-            }],
-        )));
-        pc.add_transceiver_from_track(
-            Arc::clone(&track) as Arc<dyn TrackLocal>,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Sendonly,
-                ..Default::default()
-            }),
-        )
-        .await
-        .unwrap();
-        if with_video {
-            let video = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-                "whip-test-stream".to_owned(),
-                "whip-test-video".to_owned(),
-                "video".to_owned(),
-                RtpCodecKind::Video,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc + 1),
-                        ..Default::default()
-                    },
-                    codec: vp8_codec(),
-                    ..Default::default()
-                }],
-            )));
-            pc.add_transceiver_from_track(
-                video as Arc<dyn TrackLocal>,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Sendonly,
-                    ..Default::default()
-                }),
-            )
-            .await
-            .unwrap();
-        }
-        Client {
-            pc,
-            track,
-            ssrc,
-            gathered,
-            state,
-        }
-    }
-
-    /// The complete (non-trickle) offer, as WHIP clients usually send it.
-    async fn offer(&mut self) -> String {
-        let offer = self.pc.create_offer(None).await.unwrap();
-        self.pc.set_local_description(offer).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(5), self.gathered.wait_for(|done| *done))
-            .await
-            .expect("client ICE gathering")
-            .unwrap();
-        self.pc.local_description().await.unwrap().sdp
-    }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
 async fn post_offer(url: &str, sdp: String) -> reqwest::Response {
@@ -290,7 +102,7 @@ async fn next_event(events: &mut mpsc::UnboundedReceiver<Event>, wait: Duration)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webrtc_sender_delivers_opus_through_whip() {
     let mut server = serve(WhipConfig::default()).await;
-    let mut client = Client::new(true).await;
+    let mut client = Client::new(111, 0x5eed_0001, true).await;
     let offer = client.offer().await;
     assert!(offer.contains("m=video"), "the test offers video too");
 
@@ -550,7 +362,7 @@ async fn session_limit_gives_503_and_port_range_is_used() {
         m=audio 5004 RTP/AVP 111\r\na=sendonly\r\na=rtpmap:111 opus/48000/2\r\n";
     assert_eq!(post_offer(&whip, not_webrtc.into()).await.status(), 400);
 
-    let mut first_client = Client::new(false).await;
+    let mut first_client = Client::new(111, 0x5eed_0001, false).await;
     let response = post_offer(&whip, first_client.offer().await).await;
     assert_eq!(response.status(), 201);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
@@ -566,7 +378,7 @@ async fn session_limit_gives_503_and_port_range_is_used() {
         "{ports_in_range:?}"
     );
 
-    let mut second = Client::new(false).await;
+    let mut second = Client::new(111, 0x5eed_0001, false).await;
     let busy = post_offer(&whip, second.offer().await).await;
     assert_eq!(busy.status(), 503);
     assert!(busy.headers().contains_key("retry-after"));
@@ -582,7 +394,7 @@ async fn session_limit_gives_503_and_port_range_is_used() {
         Some(Event::Ended(info)) => assert!(location.ends_with(&info.resource_id)),
         other => panic!("expected session_ended, got {other:?}"),
     }
-    let mut third = Client::new(false).await;
+    let mut third = Client::new(111, 0x5eed_0001, false).await;
     let response = post_offer(&whip, third.offer().await).await;
     assert_eq!(response.status(), 201);
     server.endpoint.close_all().await;
@@ -627,7 +439,7 @@ async fn peer_closing_ends_the_session() {
         ..Default::default()
     })
     .await;
-    let mut client = Client::new(false).await;
+    let mut client = Client::new(111, 0x5eed_0001, false).await;
     let location = connect(&server, &mut client).await;
     client.pc.close().await.unwrap();
     let started = std::time::Instant::now();
@@ -650,7 +462,7 @@ async fn abandoned_offer_is_ended_after_connect_timeout() {
         ..Default::default()
     })
     .await;
-    let mut client = Client::new(false).await;
+    let mut client = Client::new(111, 0x5eed_0001, false).await;
     // The answer is never applied, so the client never connects.
     let response = post_offer(&format!("{}/whip", server.base), client.offer().await).await;
     assert_eq!(response.status(), 201);

@@ -4,9 +4,9 @@
 //! recording `whip-<resource id>` whose track decodes to 4 s.
 
 mod support;
+mod whip_client;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use audiopus::coder::Encoder;
@@ -14,162 +14,13 @@ use audiopus::{Application, Channels, SampleRate};
 use bot_host::host::{Host, HostConfig};
 use bot_host::simulate::media::audio_level;
 use bytes::Bytes;
-use rtc::ice::mdns::MulticastDnsMode;
-use rtc::ice::network_type::NetworkType;
-use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp;
 use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp::extension::HeaderExtension;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RTCRtpHeaderExtensionCapability, RtpCodecKind,
-};
 use serde_json::Value;
 use support::{check_sealed, entries, wait_sealed};
-use tokio::sync::watch;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::MediaStreamTrack;
-use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
-    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
-};
-use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-
-const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
-
-#[derive(Clone)]
-struct ClientHandler {
-    gathered: watch::Sender<bool>,
-    state: watch::Sender<RTCPeerConnectionState>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for ClientHandler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            self.gathered.send_replace(true);
-        }
-    }
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        self.state.send_replace(state);
-    }
-}
-
-fn opus_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    }
-}
-
-/// A WHIP sender as a browser is one: full ICE agent, one send-only Opus track with the
-/// audio-level extension. `payload_type` is the Opus payload type it registers: the host
-/// must follow whatever the sender negotiated, not assume 111.
-struct Client {
-    pc: Arc<dyn PeerConnection>,
-    track: Arc<TrackLocalStaticRTP>,
-    ssrc: u32,
-    payload_type: u8,
-    gathered: watch::Receiver<bool>,
-    state: watch::Receiver<RTCPeerConnectionState>,
-}
-
-impl Client {
-    async fn new(payload_type: u8, ssrc: u32) -> Client {
-        let mut media_engine = MediaEngine::default();
-        media_engine
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: opus_codec(),
-                    payload_type,
-                },
-                RtpCodecKind::Audio,
-            )
-            .unwrap();
-        media_engine
-            .register_header_extension(
-                RTCRtpHeaderExtensionCapability {
-                    uri: AUDIO_LEVEL_URI.to_owned(),
-                },
-                RtpCodecKind::Audio,
-                None,
-            )
-            .unwrap();
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine).unwrap();
-        let (gathered_tx, gathered) = watch::channel(false);
-        let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
-        let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(media_engine)
-            .with_setting_engine(
-                SettingEngineBuilder::new()
-                    .with_network_types(vec![NetworkType::Udp4])
-                    .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-                    .build(),
-            )
-            .with_interceptor_registry(registry)
-            .with_handler(Arc::new(ClientHandler {
-                gathered: gathered_tx,
-                state: state_tx,
-            }))
-            .with_udp_addrs(vec!["127.0.0.1:0"])
-            .build()
-            .await
-            .unwrap();
-        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            "whip-host-stream".to_owned(),
-            "whip-host-audio".to_owned(),
-            "audio".to_owned(),
-            RtpCodecKind::Audio,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: opus_codec(),
-                ..Default::default()
-            }],
-        )));
-        pc.add_transceiver_from_track(
-            Arc::clone(&track) as Arc<dyn TrackLocal>,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Sendonly,
-                ..Default::default()
-            }),
-        )
-        .await
-        .unwrap();
-        Client {
-            pc,
-            track,
-            ssrc,
-            payload_type,
-            gathered,
-            state,
-        }
-    }
-
-    /// The complete (non-trickle) offer, as WHIP clients usually send it.
-    async fn offer(&mut self) -> String {
-        let offer = self.pc.create_offer(None).await.unwrap();
-        self.pc.set_local_description(offer).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(5), self.gathered.wait_for(|done| *done))
-            .await
-            .expect("client ICE gathering")
-            .unwrap();
-        self.pc.local_description().await.unwrap().sdp
-    }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
+use webrtc::peer_connection::{RTCPeerConnectionState, RTCSessionDescription};
+use whip_client::{http, Client};
 
 /// 20 ms frames of `fixtures/calls/speech.A.wav` (48 kHz mono 16-bit), libopus-encoded, with
 /// each frame's RFC 6464 level.
@@ -370,7 +221,7 @@ fn check_whip_recording(data: &Path, session: &Session, ssrc: u32) -> Value {
 async fn whip_session_is_sealed_as_its_own_recording() {
     let dir = tempfile::tempdir().unwrap();
     let host = start_host(dir.path()).await;
-    let mut client = Client::new(111, 0x5eed_0101).await;
+    let mut client = Client::new(111, 0x5eed_0101, false).await;
     let session = send_session(&host, "/whip", &mut client, 200).await;
     let meta = check_whip_recording(dir.path(), &session, client.ssrc);
     assert_eq!(
@@ -396,7 +247,7 @@ async fn whip_session_for_a_call_names_its_participant() {
     let dir = tempfile::tempdir().unwrap();
     let host = start_host(dir.path()).await;
     // A payload type other than the usual 111: the host must record what was negotiated.
-    let mut client = Client::new(109, 0x5eed_0202).await;
+    let mut client = Client::new(109, 0x5eed_0202, false).await;
     let session = send_session(
         &host,
         "/whip/teams-call-7?participant=alice",
@@ -429,7 +280,7 @@ async fn silent_whip_session_is_ended_by_the_media_timeout_and_sealed() {
     })
     .await
     .unwrap();
-    let mut client = Client::new(111, 0x5eed_0303).await;
+    let mut client = Client::new(111, 0x5eed_0303, false).await;
     // One second of speech, then nothing, while the peer connection stays up: only the
     // media time-out can end this session.
     let session = send_frames(&host, "/whip/quiet-call?participant=bob", &mut client, 50).await;
@@ -462,7 +313,7 @@ async fn whip_media_timeout_leaves_the_signaling_call_of_the_same_id_alone() {
     ));
     tokio::time::sleep(Duration::from_millis(800)).await;
     // ... and a WHIP sender naming the same call, silent after half a second.
-    let mut client = Client::new(111, 0x5eed_0404).await;
+    let mut client = Client::new(111, 0x5eed_0404, false).await;
     let session = send_frames(&host, &format!("/whip/{call_id}"), &mut client, 25).await;
     check_whip_recording(dir.path(), &session, client.ssrc);
     let status: Value = http()
@@ -489,7 +340,7 @@ async fn whip_media_timeout_leaves_the_signaling_call_of_the_same_id_alone() {
 async fn shutdown_seals_an_open_whip_session() {
     let dir = tempfile::tempdir().unwrap();
     let host = start_host(dir.path()).await;
-    let mut client = Client::new(111, 0x5eed_0505).await;
+    let mut client = Client::new(111, 0x5eed_0505, false).await;
     let session = send_frames(&host, "/whip?participant=carol", &mut client, 100).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     // No DELETE: the host stops while the sender is still connected.
