@@ -111,6 +111,14 @@ pub fn parse_range(header: Option<&str>, len: u64) -> RangeReq {
             let Some(start) = parse(a) else {
                 return RangeReq::Full;
             };
+            if start >= len {
+                // Also for an explicit end: no byte of the range exists.
+                return if b.is_empty() || parse(b).is_some_and(|e| e >= start) {
+                    RangeReq::Unsatisfiable
+                } else {
+                    RangeReq::Full
+                };
+            }
             let end = if b.is_empty() {
                 Some(len.saturating_sub(1))
             } else {
@@ -119,7 +127,6 @@ pub fn parse_range(header: Option<&str>, len: u64) -> RangeReq {
             match end {
                 None => RangeReq::Full,
                 Some(end) if end < start => RangeReq::Full,
-                Some(_) if start >= len => RangeReq::Unsatisfiable,
                 Some(end) => RangeReq::Partial {
                     start,
                     end: end.min(len - 1),

@@ -140,7 +140,6 @@ async fn export(
     w.write_record(["Created At", &created]).map_err(err)?;
     w.write_record(["Search Criteria", &cell(&criteria)])
         .map_err(err)?;
-    w.write_record([""]).map_err(err)?;
     w.write_record(COLUMNS).map_err(err)?;
     for r in &rows {
         w.write_record(row(r, &state.public_url)).map_err(err)?;
