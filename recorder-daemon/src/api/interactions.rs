@@ -291,6 +291,75 @@ pub async fn delete_note(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Body of `POST /api/v1/interactions/{id}/deletion`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeletionBody {
+    /// `metadataAndMedia` or `mediaOnly`.
+    pub scope: crate::store::DeletionScope,
+    /// Who authorised the deletion.
+    pub authorized_by: String,
+    /// Why.
+    pub note: String,
+}
+
+/// `POST /api/v1/interactions/{id}/deletion`: records the request (202); the retention cycle
+/// executes it. Refused (409) while a recorded user is on legal hold.
+pub async fn request_deletion(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<ApiJson<DeletionBody>, AppError>,
+) -> Result<Response, AppError> {
+    let id = parse_id(&id)?;
+    caller.require(Permission::DeleteCalls)?;
+    caller.require_calls()?;
+    let ApiJson(b) = body?;
+    let bad = |s: &str| s.trim().is_empty() || s.chars().count() > 1000;
+    if bad(&b.authorized_by) || bad(&b.note) {
+        return Err(AppError::bad_request(
+            "authorizedBy and note must have 1..1000 characters",
+        ));
+    }
+    let scope = caller.scope(&state).await?;
+    let actor = caller.actor();
+    let what = b.scope;
+    let r = state
+        .run(move |s| s.request_deletion(id, what, &b.authorized_by, &b.note, &actor, &scope))
+        .await;
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            // A refused deletion is worth a line in the trail too.
+            if e.status == StatusCode::CONFLICT {
+                state
+                    .audit(caller.audit(
+                        "delete",
+                        "interaction",
+                        id.to_string(),
+                        format!("refused: {}", e.message),
+                    ))
+                    .await?;
+            }
+            return Err(e);
+        }
+    };
+    state
+        .audit(caller.audit(
+            "delete",
+            "interaction",
+            id.to_string(),
+            format!(
+                "{} requested, authorized by {}: {}",
+                r.scope.as_str(),
+                r.authorized_by,
+                r.note
+            ),
+        ))
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(r)).into_response())
+}
+
 /// `GET /api/v1/interactions/{id}/media?leg=merged|primary|paired&download=true|false`.
 pub async fn media(
     State(state): State<AppState>,

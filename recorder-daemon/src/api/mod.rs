@@ -389,6 +389,11 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         ("/api/v1/interactions/{id}", Method::GET, get(get_one)),
         ("/api/v1/interactions/{id}/media", Method::GET, get(media)),
         (
+            "/api/v1/interactions/{id}/deletion",
+            Method::POST,
+            post(request_deletion),
+        ),
+        (
             "/api/v1/interactions/{id}/notes",
             Method::POST,
             post(add_note),

@@ -1197,6 +1197,75 @@ async fn notes_of_others_need_the_permission() {
 }
 
 #[tokio::test]
+async fn legal_hold_blocks_deletion() {
+    let env = loaded(false).await;
+    let admin = env.admin();
+    let hold = |on: bool| {
+        let (env, admin) = (&env, admin.clone());
+        async move {
+            let r = env
+                .call(
+                    Method::PUT,
+                    "/api/v1/users/a-1/legal-hold",
+                    Some(&admin),
+                    Some(json!({"legalHold": on})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT);
+        }
+    };
+    let delete = |scope: &'static str| {
+        let (env, admin) = (&env, admin.clone());
+        async move {
+            env.call(
+                Method::POST,
+                "/api/v1/interactions/1/deletion",
+                Some(&admin),
+                Some(json!({"scope": scope, "authorizedBy": "DPO", "note": "GDPR erasure"})),
+            )
+            .await
+        }
+    };
+    hold(true).await;
+    let users = env.get("/api/v1/users", &admin).await.json();
+    assert_eq!(users[0]["upn"], "alice@contoso.example");
+    assert_eq!(users[0]["legalHold"], true);
+    let r = delete("metadataAndMedia").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.json()["error"].as_str().unwrap().contains("legal hold"));
+    hold(false).await;
+    let r = delete("metadataAndMedia").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json());
+    assert_eq!(r.json()["scope"], "metadataAndMedia");
+    assert_eq!(
+        delete("mediaOnly").await.status,
+        StatusCode::CONFLICT,
+        "already pending"
+    );
+    let r = env
+        .call(
+            Method::POST,
+            "/api/v1/interactions/2/deletion",
+            Some(&admin),
+            Some(json!({"scope": "everything", "authorizedBy": "x", "note": "y"})),
+        )
+        .await;
+    assert!(r.status.is_client_error());
+    let a = env
+        .get("/api/v1/audit?action=delete&item=1", &admin)
+        .await
+        .json();
+    assert_eq!(a["total"], 3, "two refusals and the request: {a}");
+    let a = env
+        .get("/api/v1/audit?action=legal%20hold", &admin)
+        .await
+        .json();
+    assert_eq!(a["total"], 2);
+    // The call is still there until the retention cycle runs.
+    assert_eq!(env.total().await, 4);
+}
+
+#[tokio::test]
 async fn tokens_that_are_refused_are_audited() {
     let env = loaded(false).await;
     let expired = env.token_for("a@x", "a", &["g-all"], &[], now_secs() - 3600, TENANT);

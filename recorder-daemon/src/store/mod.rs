@@ -213,6 +213,46 @@ pub struct SavedSearch {
     pub created_at: String,
 }
 
+/// What a deletion removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DeletionScope {
+    /// The interaction's metadata and its media.
+    MetadataAndMedia,
+    /// The media only; the metadata stays (media status Deleted).
+    MediaOnly,
+}
+
+impl DeletionScope {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeletionScope::MetadataAndMedia => "metadataAndMedia",
+            DeletionScope::MediaOnly => "mediaOnly",
+        }
+    }
+}
+
+/// A recorded deletion request, executed by the next retention cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletionRequest {
+    /// Id.
+    pub id: i64,
+    /// The interaction.
+    pub interaction_id: i64,
+    /// What goes.
+    pub scope: DeletionScope,
+    /// Who authorised it (free text, e.g. the data protection officer).
+    pub authorized_by: String,
+    /// Why.
+    pub note: String,
+    /// Who asked (UPN).
+    pub requested_by: String,
+    /// When.
+    pub requested_at: String,
+}
+
 /// The metadata store.
 pub trait Store: Send + Sync {
     /// Creates or updates the leg `leg.recording_id`, attaching it to its interaction.
@@ -221,6 +261,18 @@ pub trait Store: Send + Sync {
     fn search(&self, q: &SearchQuery, scope: &Scope) -> StoreResult<Page<InteractionSummary>>;
     /// One interaction, `None` when absent or outside `scope`.
     fn get(&self, id: i64, scope: &Scope) -> StoreResult<Option<InteractionDetail>>;
+
+    /// Records a deletion request for a visible interaction. Refused (`Conflict`) while one of
+    /// its recorded users is on legal hold or a request is already pending.
+    fn request_deletion(
+        &self,
+        id: i64,
+        scope: DeletionScope,
+        authorized_by: &str,
+        note: &str,
+        by: &Actor,
+        visible_to: &Scope,
+    ) -> StoreResult<DeletionRequest>;
 
     /// Every tag.
     fn tags(&self) -> StoreResult<Vec<Tag>>;

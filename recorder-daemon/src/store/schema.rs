@@ -6,7 +6,8 @@ use rusqlite::Connection;
 use super::StoreResult;
 
 /// The migrations, oldest first.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE interactions (
     id INTEGER PRIMARY KEY,
     pairing_key TEXT NOT NULL,
@@ -161,7 +162,22 @@ END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN
     SELECT RAISE(ABORT, 'the audit trail is append-only');
 END;
-"#];
+"#,
+    // Deletion requests: recorded now, executed by the retention cycle.
+    r#"
+CREATE TABLE deletion_requests (
+    id INTEGER PRIMARY KEY,
+    interaction_id INTEGER NOT NULL REFERENCES interactions(id) ON DELETE CASCADE,
+    scope TEXT NOT NULL,
+    authorized_by TEXT NOT NULL,
+    note TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    executed_at TEXT
+);
+CREATE UNIQUE INDEX deletion_pending ON deletion_requests(interaction_id) WHERE executed_at IS NULL;
+"#,
+];
 
 /// Applies the migrations not yet applied, each in its own transaction.
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
@@ -179,4 +195,32 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_run_once_and_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut c = Connection::open(&path).unwrap();
+        // A database left at the first version gets the later ones.
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        migrate(&mut c).unwrap();
+        let v: usize = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len());
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM deletion_requests", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        migrate(&mut c).unwrap();
+        c.pragma_update(None, "user_version", MIGRATIONS.len() + 1)
+            .unwrap();
+        assert!(migrate(&mut c).is_err());
+    }
 }

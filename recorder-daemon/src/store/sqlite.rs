@@ -756,6 +756,61 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn request_deletion(
+        &self,
+        id: i64,
+        scope: DeletionScope,
+        authorized_by: &str,
+        note: &str,
+        by: &Actor,
+        visible_to: &Scope,
+    ) -> StoreResult<DeletionRequest> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        if !visible(&tx, id, visible_to)? {
+            return Err(StoreError::NotFound(format!("interaction {id}")));
+        }
+        let held: Option<String> = tx
+            .query_row(
+                "SELECT u.upn FROM interaction_targets t JOIN users u \
+                 ON (u.oid = t.oid OR lower(u.upn) = t.upn) \
+                 WHERE t.interaction_id = ? AND u.legal_hold = 1 LIMIT 1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(upn) = held {
+            return Err(StoreError::Conflict(format!(
+                "{upn} is on legal hold: the call cannot be deleted"
+            )));
+        }
+        let at = now();
+        match tx.execute(
+            "INSERT INTO deletion_requests (interaction_id, scope, authorized_by, note, requested_by, requested_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+            params![id, scope.as_str(), authorized_by, note, by.upn, at],
+        ) {
+            Ok(_) => {}
+            Err(e) if unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!(
+                    "a deletion of interaction {id} is already pending"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let rid = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(DeletionRequest {
+            id: rid,
+            interaction_id: id,
+            scope,
+            authorized_by: authorized_by.into(),
+            note: note.into(),
+            requested_by: by.upn.clone(),
+            requested_at: at,
+        })
+    }
+
     fn tags(&self) -> StoreResult<Vec<Tag>> {
         let conn = self.lock()?;
         let v = conn
