@@ -6,6 +6,7 @@ mod admin;
 mod export;
 mod interactions;
 mod params;
+mod strict;
 #[cfg(test)]
 mod tests;
 
@@ -186,18 +187,23 @@ impl IntoResponse for AppError {
     }
 }
 
-/// A JSON body whose rejections (malformed, unknown field, too large, wrong content type) are
-/// [`AppError`]s.
+/// A JSON body whose rejections (malformed, unknown field, an array where an object belongs,
+/// too large, wrong content type) are [`AppError`]s.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(e) => Err(AppError::new(e.status(), e.body_text())),
-        }
+        let Json(v) = Json::<serde_json::Value>::from_request(req, state)
+            .await
+            .map_err(|e| AppError::new(e.status(), e.body_text()))?;
+        strict::from_value(v).map(ApiJson).map_err(|e| {
+            AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("Failed to deserialize the JSON body: {e}"),
+            )
+        })
     }
 }
 
