@@ -360,39 +360,16 @@ pub async fn request_deletion(
     Ok((StatusCode::ACCEPTED, Json(r)).into_response())
 }
 
-/// `GET /api/v1/interactions/{id}/media?leg=merged|primary|paired&download=true|false`.
-pub async fn media(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
-    let id = parse_id(&id)?;
-    let mut leg = LegChoice::Merged;
-    let mut download = false;
-    for (k, v) in pairs(raw.as_deref(), &["leg", "download"])? {
-        match k.as_str() {
-            "leg" => {
-                leg = LegChoice::parse(&v)
-                    .ok_or_else(|| AppError::bad_request("leg must be merged, primary or paired"))?
-            }
-            _ => {
-                download = match v.as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(AppError::bad_request("download must be true or false")),
-                }
-            }
-        }
-    }
-    caller.require(if download {
-        Permission::Download
-    } else {
-        Permission::Play
-    })?;
+/// The file `name` of the chosen leg's recording directory, for a caller who may see the call.
+async fn leg_file(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    leg: LegChoice,
+    name: &str,
+) -> Result<std::path::PathBuf, AppError> {
     caller.require_calls()?;
-    let scope = caller.scope(&state).await?;
+    let scope = caller.scope(state).await?;
     let d = state
         .run(move |s| s.get(id, &scope))
         .await?
@@ -411,10 +388,101 @@ pub async fn media(
     let rel = chosen
         .and_then(|l| l.media_path.clone())
         .ok_or_else(|| AppError::not_found("no media stored for this leg yet"))?;
-    let path = resolve(&state.storage_root, &rel, MIXED_FILE).map_err(|e| {
+    resolve(&state.storage_root, &rel, name).map_err(|e| {
         eprintln!("recorder-daemon: interaction {id}: {e}");
-        AppError::not_found("recording file not found")
+        AppError::not_found(format!("{name} not found"))
+    })
+}
+
+fn leg_param(
+    raw: Option<&str>,
+    extra: &[&str],
+) -> Result<(LegChoice, Vec<(String, String)>), AppError> {
+    let mut keys = vec!["leg"];
+    keys.extend_from_slice(extra);
+    let mut leg = LegChoice::Merged;
+    let mut rest = Vec::new();
+    for (k, v) in pairs(raw, &keys)? {
+        if k == "leg" {
+            leg = LegChoice::parse(&v)
+                .ok_or_else(|| AppError::bad_request("leg must be merged, primary or paired"))?;
+        } else {
+            rest.push((k, v));
+        }
+    }
+    Ok((leg, rest))
+}
+
+/// One speech segment of `segments.json` (bot-host's spool format).
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechSegment {
+    /// The participant (track name).
+    pub participant: String,
+    /// Start on the call's time line, ms.
+    pub start_ms: f64,
+    /// End (exclusive), ms.
+    pub end_ms: f64,
+}
+
+/// Largest `segments.json` served; a longer one is not a file bot-host wrote.
+const MAX_SEGMENTS_FILE: u64 = 16 << 20;
+
+/// `GET /api/v1/interactions/{id}/segments?leg=...`: who spoke when, for the player's time
+/// line (needs `play`).
+pub async fn segments(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, AppError> {
+    let id = parse_id(&id)?;
+    let (leg, _) = leg_param(raw.as_deref(), &[])?;
+    caller.require(Permission::Play)?;
+    let path = leg_file(&state, &caller, id, leg, "segments.json").await?;
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|_| AppError::not_found("segments.json not found"))?;
+    if bytes.len() as u64 > MAX_SEGMENTS_FILE {
+        return Err(AppError::internal(format!("{}: too large", path.display())));
+    }
+    let segs: Vec<SpeechSegment> = serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::internal(format!("{}: {e}", path.display())))?;
+    state
+        .audit(caller.audit(
+            "view",
+            "interaction",
+            id.to_string(),
+            format!("segments of the {leg:?} leg"),
+        ))
+        .await?;
+    Ok(Json(serde_json::json!({ "interactionId": id, "segments": segs })).into_response())
+}
+
+/// `GET /api/v1/interactions/{id}/media?leg=merged|primary|paired&download=true|false`.
+pub async fn media(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let id = parse_id(&id)?;
+    let (leg, rest) = leg_param(raw.as_deref(), &["download"])?;
+    let mut download = false;
+    for (_, v) in rest {
+        download = match v.as_str() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(AppError::bad_request("download must be true or false")),
+        }
+    }
+    caller.require(if download {
+        Permission::Download
+    } else {
+        Permission::Play
     })?;
+    let path = leg_file(&state, &caller, id, leg, MIXED_FILE).await?;
     let mut file = tokio::fs::File::open(&path)
         .await
         .map_err(|_| AppError::not_found("recording file not found"))?;

@@ -395,6 +395,11 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         ("/api/v1/interactions/{id}", Method::GET, get(get_one)),
         ("/api/v1/interactions/{id}/media", Method::GET, get(media)),
         (
+            "/api/v1/interactions/{id}/segments",
+            Method::GET,
+            get(segments),
+        ),
+        (
             "/api/v1/interactions/{id}/deletion",
             Method::POST,
             post(request_deletion),

@@ -360,6 +360,9 @@ async fn loaded(file_db: bool) -> Env {
     std::fs::create_dir_all(&rec).unwrap();
     let media: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(rec.join("mixed.ogg"), media).unwrap();
+    let segs = json!([{"participant": "17", "start_ms": 0.0, "end_ms": 1200.5},
+                      {"participant": "p2", "start_ms": 900.0, "end_ms": 2000.0}]);
+    std::fs::write(rec.join("segments.json"), segs.to_string()).unwrap();
     env
 }
 
@@ -980,6 +983,18 @@ async fn permissions_per_access_level() {
         ),
         (
             Method::GET,
+            "/api/v1/interactions/1/segments",
+            None,
+            [A, F, 200, 200, 200, 200, F, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/interactions/2/segments",
+            None,
+            [A, F, N, N, N, N, F, F, F],
+        ),
+        (
+            Method::GET,
             "/api/v1/interactions/1/media?download=true",
             None,
             [A, F, F, 200, 200, 200, F, F, F],
@@ -1460,6 +1475,20 @@ async fn media_download_with_ranges() {
     assert_eq!(get(None, "?leg=paired").await.status, StatusCode::NOT_FOUND);
     let r = env.get("/api/v1/interactions/2/media", &admin).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let s = env
+        .get("/api/v1/interactions/1/segments?leg=primary", &admin)
+        .await;
+    assert_eq!(s.status, StatusCode::OK);
+    assert_eq!(
+        s.json()["segments"][1],
+        json!({"participant": "p2", "start_ms": 900.0, "end_ms": 2000.0})
+    );
+    assert_eq!(
+        env.get("/api/v1/interactions/1/segments?leg=paired", &admin)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     // The first request of a play is audited, not every seek.
     let a = env
         .get("/api/v1/audit?action=play&item=1", &admin)
