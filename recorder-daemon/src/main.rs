@@ -6,6 +6,7 @@
 mod api;
 mod audit;
 mod auth;
+mod bench;
 mod config;
 mod media;
 mod model;
@@ -75,6 +76,18 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Load benchmark of the store: insert N synthetic interactions, time searches.
+    BenchStore {
+        /// Directory of the benchmark database (recreated).
+        #[arg(long, default_value = "./bench-data")]
+        dir: PathBuf,
+        /// Interactions to insert.
+        #[arg(long, default_value_t = 100_000)]
+        interactions: u64,
+        /// Runs of each search.
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+    },
     /// Verify recording directories (meta.json + Ogg Opus tracks) as written by bot-host.
     Verify {
         /// Recording directories.
@@ -100,6 +113,11 @@ fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
     let r = match command {
         Command::Verify { dirs } => return verify_dirs(&dirs),
+        Command::BenchStore {
+            dir,
+            interactions,
+            runs,
+        } => bench::run(&dir, interactions, runs),
         Command::Serve { config, data_dir } => {
             Config::load(config.as_deref(), data_dir).and_then(serve)
         }

@@ -257,6 +257,8 @@ pub struct DeletionRequest {
 pub trait Store: Send + Sync {
     /// Creates or updates the leg `leg.recording_id`, attaching it to its interaction.
     fn upsert_leg(&self, leg: &LegUpdate) -> StoreResult<UpsertOutcome>;
+    /// Upserts several legs in one transaction, all or nothing (bulk loads; fewer commits).
+    fn upsert_legs(&self, legs: &[LegUpdate]) -> StoreResult<Vec<UpsertOutcome>>;
     /// Searches within `scope`.
     fn search(&self, q: &SearchQuery, scope: &Scope) -> StoreResult<Page<InteractionSummary>>;
     /// One interaction, `None` when absent or outside `scope`.

@@ -177,6 +177,13 @@ CREATE TABLE deletion_requests (
 );
 CREATE UNIQUE INDEX deletion_pending ON deletion_requests(interaction_id) WHERE executed_at IS NULL;
 "#,
+    // The party "starts with" rule (`732*`) is a case-insensitive LIKE prefix: SQLite runs it
+    // as an index range only on a NOCASE index.
+    r#"
+CREATE INDEX interactions_calling_key ON interactions(calling_party_key COLLATE NOCASE);
+CREATE INDEX interactions_called_key ON interactions(called_party_key COLLATE NOCASE);
+CREATE INDEX interactions_answered_key ON interactions(answered_by_key COLLATE NOCASE);
+"#,
 ];
 
 /// Applies the migrations not yet applied, each in its own transaction.
