@@ -529,6 +529,8 @@ async fn every_filter_and_wildcard() {
         ("calledParty=732*", &[2]),
         ("calledParty=732", &[2]),
         ("calledParty=555", &[2]),
+        ("calledParty=55", &[2]),
+        ("calledParty=CONTOSO", &[1, 4]),
         ("callingParty=*Bill", &[1]),
         ("callingParty=*bill", &[1]),
         ("calledParty=*Jane", &[2]),

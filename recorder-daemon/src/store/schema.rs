@@ -184,6 +184,13 @@ CREATE INDEX interactions_calling_key ON interactions(calling_party_key COLLATE 
 CREATE INDEX interactions_called_key ON interactions(called_party_key COLLATE NOCASE);
 CREATE INDEX interactions_answered_key ON interactions(answered_by_key COLLATE NOCASE);
 "#,
+    // The party "contains" rule (`732`) as a substring search: FTS5 trigrams of the party keys,
+    // kept by the store beside each interaction (rowid = interaction id).
+    r#"
+CREATE VIRTUAL TABLE party_trgm USING fts5(called, calling, answered, tokenize = 'trigram');
+INSERT INTO party_trgm (rowid, called, calling, answered)
+    SELECT id, called_party_key, calling_party_key, answered_by_key FROM interactions;
+"#,
 ];
 
 /// Applies the migrations not yet applied, each in its own transaction.

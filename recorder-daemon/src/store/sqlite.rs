@@ -135,6 +135,18 @@ fn party_rule(label_col: &str, key_col: &str, rule: &str, params: &mut Vec<Value
     } else if let Some(prefix) = rule.strip_suffix('*') {
         params.push(Value::Text(format!("{}%", like_escape(prefix))));
         format!("{key_col} LIKE ? ESCAPE '\\'")
+    } else if rule.chars().count() >= 3 {
+        // Three characters or more: the trigram index finds the substring without a scan.
+        let column = match key_col {
+            "i.called_party_key" => "called",
+            "i.calling_party_key" => "calling",
+            _ => "answered",
+        };
+        params.push(Value::Text(format!(
+            "{column} : \"{}\"",
+            rule.replace('"', "\"\"")
+        )));
+        "i.id IN (SELECT rowid FROM party_trgm WHERE party_trgm MATCH ?)".to_string()
     } else {
         params.push(contains(rule));
         format!("{key_col} LIKE ? ESCAPE '\\'")
@@ -499,6 +511,12 @@ fn recompute(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
             now(),
             id
         ],
+    )?;
+    exec(tx, "DELETE FROM party_trgm WHERE rowid = ?", [id])?;
+    exec(
+        tx,
+        "INSERT INTO party_trgm (rowid, called, calling, answered) VALUES (?, ?, ?, ?)",
+        params![id, called_key, calling_key, answered_key],
     )?;
     exec(
         tx,
