@@ -1,0 +1,543 @@
+//! Interactions: ingest from bot-host, search, detail, tags, notes, media.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::params::{pairs, search_query};
+use super::{parse_id, ApiJson, AppError, AppState, Caller};
+use crate::auth::INGEST_ROLE;
+use crate::media::{parse_range, resolve, LegChoice, RangeReq, MIXED_FILE};
+use crate::model::{BotRole, LegUpdate, MediaStatus};
+use crate::rbac::Permission;
+
+/// Compares without an early exit on the first different byte, so the ingest key cannot be
+/// guessed byte by byte from response times.
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Who may post interactions: the configured ingest key (`X-Ingest-Key` header, `Bearer`
+/// with the key, or `?ingestKey=` on the URL, which lets bot-host's `store_url` carry it), or
+/// a token with the `Interactions.Ingest` role or of a global administrator.
+async fn ingest_allowed(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: Option<&str>,
+) -> Result<String, AppError> {
+    let q = pairs(raw, &["ingestKey"])?;
+    let header_key = headers.get("x-ingest-key").and_then(|v| v.to_str().ok());
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    if let Some(key) = &state.ingest_key {
+        let offered = q
+            .iter()
+            .map(|(_, v)| v.as_str())
+            .chain(header_key)
+            .chain(bearer);
+        for o in offered {
+            if same_key(o, key) {
+                return Ok("ingest-key".into());
+            }
+        }
+    }
+    let why = match bearer.map(|t| state.keys.verify(t)) {
+        Some(Ok(c)) => {
+            let admin = state.global_admins.contains(&c.upn.to_lowercase())
+                || state.global_admins.contains(&c.oid.to_lowercase());
+            if c.roles.iter().any(|r| r == INGEST_ROLE) || admin {
+                return Ok(c.upn);
+            }
+            format!("token of {} lacks the {INGEST_ROLE} role", c.upn)
+        }
+        Some(Err(e)) => e.to_string(),
+        None if header_key.is_some() || !q.is_empty() => "wrong ingest key".into(),
+        None => "no ingest key or token".into(),
+    };
+    state
+        .audit(crate::audit::NewAudit {
+            user_oid: "anonymous".into(),
+            user_upn: String::new(),
+            action: "login",
+            item_type: "ingest",
+            item: String::new(),
+            description: format!("refused: {why}"),
+        })
+        .await?;
+    Err(AppError::new(StatusCode::UNAUTHORIZED, why))
+}
+
+/// `POST /api/v1/interactions`: one leg's metadata, upserted by `recordingId`.
+pub async fn ingest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Result<ApiJson<LegUpdate>, AppError>,
+) -> Result<Response, AppError> {
+    // Authentication first: an unauthenticated caller learns nothing about the body's shape.
+    let who = ingest_allowed(&state, &headers, raw.as_deref()).await?;
+    let ApiJson(leg) = body?;
+    leg.validate().map_err(AppError::bad_request)?;
+    let l = leg.clone();
+    let out = state.run(move |s| s.upsert_leg(&l)).await?;
+    if out.created_leg {
+        state
+            .audit(crate::audit::NewAudit {
+                user_oid: who.clone(),
+                user_upn: who,
+                action: "add",
+                item_type: "interaction",
+                item: out.interaction_id.to_string(),
+                description: format!(
+                    "{} leg {} of {}",
+                    leg.bot_role.as_str(),
+                    leg.recording_id,
+                    leg.pairing_key
+                ),
+            })
+            .await?;
+    }
+    let status = if out.created_leg {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(out)).into_response())
+}
+
+/// `GET /api/v1/interactions`.
+pub async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, AppError> {
+    caller.require_calls()?;
+    let q = search_query(raw.as_deref())?;
+    run_search(state, caller, q, raw.unwrap_or_default()).await
+}
+
+async fn run_search(
+    state: AppState,
+    caller: Caller,
+    q: crate::store::SearchQuery,
+    criteria: String,
+) -> Result<Response, AppError> {
+    let scope = caller.scope(&state).await?;
+    let page = state.run(move |s| s.search(&q, &scope)).await?;
+    state
+        .audit(caller.audit(
+            "view",
+            "search",
+            "",
+            format!("{criteria} ({} results)", page.total),
+        ))
+        .await?;
+    Ok(Json(page).into_response())
+}
+
+/// `GET /api/v1/interactions/active`: the calls being recorded now.
+pub async fn active(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, AppError> {
+    caller.require_calls()?;
+    let mut q = search_query(raw.as_deref())?;
+    q.media_status = vec![MediaStatus::Recording];
+    run_search(
+        state,
+        caller,
+        q,
+        format!("active {}", raw.unwrap_or_default()),
+    )
+    .await
+}
+
+/// `GET /api/v1/interactions/{id}`.
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let id = parse_id(&id)?;
+    caller.require_calls()?;
+    let scope = caller.scope(&state).await?;
+    let d = state
+        .run(move |s| s.get(id, &scope))
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("interaction {id} not found")))?;
+    state
+        .audit(caller.audit("view", "interaction", id.to_string(), ""))
+        .await?;
+    Ok(Json(d).into_response())
+}
+
+/// Body of `PUT /api/v1/interactions/tags`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetTags {
+    /// The calls.
+    pub interaction_ids: Vec<i64>,
+    /// Their new tags (replacing the old ones).
+    pub tag_ids: Vec<i64>,
+}
+
+/// `PUT /api/v1/interactions/tags`: overwrite the tags of several calls.
+pub async fn set_tags(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<ApiJson<SetTags>, AppError>,
+) -> Result<Response, AppError> {
+    caller.require(Permission::Tag)?;
+    caller.require_calls()?;
+    let ApiJson(b) = body?;
+    if b.interaction_ids.is_empty() || b.interaction_ids.len() > 1000 || b.tag_ids.len() > 100 {
+        return Err(AppError::bad_request(
+            "interactionIds must hold 1..1000 ids, tagIds at most 100",
+        ));
+    }
+    let scope = caller.scope(&state).await?;
+    let (ids, tags) = (b.interaction_ids.clone(), b.tag_ids.clone());
+    state.run(move |s| s.set_tags(&ids, &tags, &scope)).await?;
+    state
+        .audit(caller.audit(
+            "modify",
+            "interaction",
+            format!("{:?}", b.interaction_ids),
+            format!("tags set to {:?}", b.tag_ids),
+        ))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Body of `POST /api/v1/interactions/{id}/notes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewNote {
+    /// The note.
+    pub text: String,
+}
+
+/// `POST /api/v1/interactions/{id}/notes`.
+pub async fn add_note(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<ApiJson<NewNote>, AppError>,
+) -> Result<Response, AppError> {
+    let id = parse_id(&id)?;
+    caller.require(Permission::AddNotes)?;
+    caller.require_calls()?;
+    let ApiJson(b) = body?;
+    if b.text.trim().is_empty() || b.text.chars().count() > 10_000 {
+        return Err(AppError::bad_request("text must have 1..10000 characters"));
+    }
+    let scope = caller.scope(&state).await?;
+    let actor = caller.actor();
+    let note = state
+        .run(move |s| s.add_note(id, &actor, &b.text, &scope))
+        .await?;
+    state
+        .audit(caller.audit(
+            "add",
+            "note",
+            note.id.to_string(),
+            format!("on interaction {id}"),
+        ))
+        .await?;
+    Ok((StatusCode::CREATED, Json(note)).into_response())
+}
+
+/// `DELETE /api/v1/interactions/{id}/notes/{noteId}`: one's own note with `addNotes`,
+/// another's with `deleteOthersNotes`.
+pub async fn delete_note(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, note_id)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let (id, note_id) = (parse_id(&id)?, parse_id(&note_id)?);
+    caller.require_calls()?;
+    let scope = caller.scope(&state).await?;
+    let note = state
+        .run(move |s| s.note(id, note_id, &scope))
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("note {note_id} not found")))?;
+    if note.author_oid == caller.claims.oid {
+        caller.require(Permission::AddNotes)?;
+    } else {
+        caller.require(Permission::DeleteOthersNotes)?;
+    }
+    state.run(move |s| s.delete_note(id, note_id)).await?;
+    state
+        .audit(caller.audit(
+            "delete",
+            "note",
+            note_id.to_string(),
+            format!("on interaction {id}, by {}", note.author_upn),
+        ))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Body of `POST /api/v1/interactions/{id}/deletion`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeletionBody {
+    /// `metadataAndMedia` or `mediaOnly`.
+    pub scope: crate::store::DeletionScope,
+    /// Who authorised the deletion.
+    pub authorized_by: String,
+    /// Why.
+    pub note: String,
+}
+
+/// `POST /api/v1/interactions/{id}/deletion`: records the request (202); the retention cycle
+/// executes it. Refused (409) while a recorded user is on legal hold.
+pub async fn request_deletion(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<ApiJson<DeletionBody>, AppError>,
+) -> Result<Response, AppError> {
+    let id = parse_id(&id)?;
+    caller.require(Permission::DeleteCalls)?;
+    caller.require_calls()?;
+    let ApiJson(b) = body?;
+    let bad = |s: &str| s.trim().is_empty() || s.chars().count() > 1000;
+    if bad(&b.authorized_by) || bad(&b.note) {
+        return Err(AppError::bad_request(
+            "authorizedBy and note must have 1..1000 characters",
+        ));
+    }
+    let scope = caller.scope(&state).await?;
+    let actor = caller.actor();
+    let what = b.scope;
+    let r = state
+        .run(move |s| s.request_deletion(id, what, &b.authorized_by, &b.note, &actor, &scope))
+        .await;
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            // A refused deletion is worth a line in the trail too.
+            if e.status == StatusCode::CONFLICT {
+                state
+                    .audit(caller.audit(
+                        "delete",
+                        "interaction",
+                        id.to_string(),
+                        format!("refused: {}", e.message),
+                    ))
+                    .await?;
+            }
+            return Err(e);
+        }
+    };
+    state
+        .audit(caller.audit(
+            "delete",
+            "interaction",
+            id.to_string(),
+            format!(
+                "{} requested, authorized by {}: {}",
+                r.scope.as_str(),
+                r.authorized_by,
+                r.note
+            ),
+        ))
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(r)).into_response())
+}
+
+/// The file `name` of the chosen leg's recording directory, for a caller who may see the call.
+async fn leg_file(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    leg: LegChoice,
+    name: &str,
+) -> Result<std::path::PathBuf, AppError> {
+    caller.require_calls()?;
+    let scope = caller.scope(state).await?;
+    let d = state
+        .run(move |s| s.get(id, &scope))
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("interaction {id} not found")))?;
+    if d.summary.media_status == MediaStatus::Deleted.as_str() {
+        return Err(AppError::new(StatusCode::GONE, "the media was deleted"));
+    }
+    let find = |r: BotRole| d.legs.iter().find(|l| l.bot_role == r);
+    let chosen = match leg {
+        LegChoice::Primary => find(BotRole::Primary),
+        LegChoice::Paired => find(BotRole::Paired),
+        LegChoice::Merged => find(BotRole::Primary)
+            .filter(|l| l.media_path.is_some())
+            .or(find(BotRole::Paired)),
+    };
+    let rel = chosen
+        .and_then(|l| l.media_path.clone())
+        .ok_or_else(|| AppError::not_found("no media stored for this leg yet"))?;
+    resolve(&state.storage_root, &rel, name).map_err(|e| {
+        eprintln!("recorder-daemon: interaction {id}: {e}");
+        AppError::not_found(format!("{name} not found"))
+    })
+}
+
+fn leg_param(
+    raw: Option<&str>,
+    extra: &[&str],
+) -> Result<(LegChoice, Vec<(String, String)>), AppError> {
+    let mut keys = vec!["leg"];
+    keys.extend_from_slice(extra);
+    let mut leg = LegChoice::Merged;
+    let mut rest = Vec::new();
+    for (k, v) in pairs(raw, &keys)? {
+        if k == "leg" {
+            leg = LegChoice::parse(&v)
+                .ok_or_else(|| AppError::bad_request("leg must be merged, primary or paired"))?;
+        } else {
+            rest.push((k, v));
+        }
+    }
+    Ok((leg, rest))
+}
+
+/// One speech segment of `segments.json` (bot-host's spool format).
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechSegment {
+    /// The participant (track name).
+    pub participant: String,
+    /// Start on the call's time line, ms.
+    pub start_ms: f64,
+    /// End (exclusive), ms.
+    pub end_ms: f64,
+}
+
+/// Largest `segments.json` served; a longer one is not a file bot-host wrote.
+const MAX_SEGMENTS_FILE: u64 = 16 << 20;
+
+/// `GET /api/v1/interactions/{id}/segments?leg=...`: who spoke when, for the player's time
+/// line (needs `play`).
+pub async fn segments(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, AppError> {
+    let id = parse_id(&id)?;
+    let (leg, _) = leg_param(raw.as_deref(), &[])?;
+    caller.require(Permission::Play)?;
+    let path = leg_file(&state, &caller, id, leg, "segments.json").await?;
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|_| AppError::not_found("segments.json not found"))?;
+    if bytes.len() as u64 > MAX_SEGMENTS_FILE {
+        return Err(AppError::internal(format!("{}: too large", path.display())));
+    }
+    let segs: Vec<SpeechSegment> = serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::internal(format!("{}: {e}", path.display())))?;
+    state
+        .audit(caller.audit(
+            "view",
+            "interaction",
+            id.to_string(),
+            format!("segments of the {leg:?} leg"),
+        ))
+        .await?;
+    Ok(Json(serde_json::json!({ "interactionId": id, "segments": segs })).into_response())
+}
+
+/// `GET /api/v1/interactions/{id}/media?leg=merged|primary|paired&download=true|false`.
+pub async fn media(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let id = parse_id(&id)?;
+    let (leg, rest) = leg_param(raw.as_deref(), &["download"])?;
+    let mut download = false;
+    for (_, v) in rest {
+        download = match v.as_str() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(AppError::bad_request("download must be true or false")),
+        }
+    }
+    caller.require(if download {
+        Permission::Download
+    } else {
+        Permission::Play
+    })?;
+    let path = leg_file(&state, &caller, id, leg, MIXED_FILE).await?;
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| AppError::not_found("recording file not found"))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| AppError::internal(e.to_string()))?
+        .len();
+    let range = parse_range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        len,
+    );
+    let (status, start, end) = match range {
+        RangeReq::Full => (StatusCode::OK, 0, len.saturating_sub(1)),
+        RangeReq::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end),
+        RangeReq::Unsatisfiable => {
+            let mut r = AppError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
+                .into_response();
+            if let Ok(v) = header::HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(r);
+        }
+    };
+    // A seeking player sends many range requests; the first one is the play/download.
+    if start == 0 {
+        state
+            .audit(caller.audit(
+                if download { "download" } else { "play" },
+                "interaction",
+                id.to_string(),
+                format!("{leg:?} leg"),
+            ))
+            .await?;
+    }
+    let count = if len == 0 { 0 } else { end - start + 1 };
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(|e| AppError::internal(e.to_string()))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(count)));
+    let mut b = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "audio/ogg")
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_LENGTH, count)
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!(
+                "{}; filename=\"interaction-{id}-{}.ogg\"",
+                if download { "attachment" } else { "inline" },
+                format!("{leg:?}").to_lowercase()
+            ),
+        );
+    if status == StatusCode::PARTIAL_CONTENT {
+        b = b.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
+    }
+    b.body(body).map_err(|e| AppError::internal(e.to_string()))
+}

@@ -1,0 +1,1621 @@
+//! API tests through the router (`oneshot`, no socket): ingest, every filter and wildcard,
+//! every permission per access level, CSV, Range, bad input, audit tamper detection, and the
+//! OpenAPI document against the router.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::{app, AppState};
+use crate::auth::{now_secs, Claims, TokenKeys, INGEST_ROLE};
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+
+const TENANT: &str = "tenant-1";
+const INGEST_KEY: &str = "ingest-secret";
+
+struct Env {
+    app: Router,
+    keys: TokenKeys,
+    dir: tempfile::TempDir,
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn ids(&self) -> Vec<i64> {
+        self.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_i64().unwrap())
+            .collect()
+    }
+}
+
+impl Env {
+    fn new(file_db: bool) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = if file_db {
+            Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap())
+        } else {
+            Arc::new(SqliteStore::in_memory().unwrap())
+        };
+        let keys = TokenKeys::hs256(&[1; 32], TENANT);
+        let root = dir.path().join("storage");
+        std::fs::create_dir_all(&root).unwrap();
+        let state = AppState::new(
+            store.clone(),
+            keys.clone(),
+            Some(INGEST_KEY.into()),
+            ["admin@contoso.example".to_string()],
+            root,
+            Some(dir.path().join("audit-head.json")),
+            "http://test".into(),
+            64 * 1024,
+        );
+        Env {
+            app: app(state),
+            keys,
+            dir,
+        }
+    }
+
+    fn token_for(
+        &self,
+        upn: &str,
+        oid: &str,
+        groups: &[&str],
+        roles: &[&str],
+        exp: u64,
+        tid: &str,
+    ) -> String {
+        self.keys
+            .mint(&Claims {
+                oid: oid.into(),
+                upn: upn.into(),
+                tid: tid.into(),
+                groups: groups.iter().map(|s| s.to_string()).collect(),
+                roles: roles.iter().map(|s| s.to_string()).collect(),
+                exp,
+                iat: now_secs(),
+            })
+            .unwrap()
+    }
+
+    fn token(&self, upn: &str, oid: &str, groups: &[&str]) -> String {
+        self.token_for(upn, oid, groups, &[], now_secs() + 600, TENANT)
+    }
+
+    fn admin(&self) -> String {
+        self.token("admin@contoso.example", "admin-oid", &[])
+    }
+
+    async fn raw(&self, req: Request<Body>) -> Resp {
+        let r = self.app.clone().oneshot(req).await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = r.into_body().collect().await.unwrap().to_bytes().to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(v) => b
+                .header("content-type", "application/json")
+                .body(Body::from(v.to_string()))
+                .unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        self.raw(req).await
+    }
+
+    async fn get(&self, uri: &str, token: &str) -> Resp {
+        self.call(Method::GET, uri, Some(token), None).await
+    }
+
+    async fn ingest(&self, leg: &Value) -> Resp {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/interactions?ingestKey={INGEST_KEY}"),
+            None,
+            Some(leg.clone()),
+        )
+        .await
+    }
+
+    async fn total(&self) -> u64 {
+        let t = self.admin();
+        self.get("/api/v1/interactions?pageSize=500", &t)
+            .await
+            .json()["total"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+fn user(kind: &str, id: &str, name: &str, upn: &str) -> Value {
+    json!({"kind": kind, "id": id, "displayName": name, "upn": upn})
+}
+
+fn phone(number: &str, name: Option<&str>) -> Value {
+    let mut v = json!({"kind": "phone", "id": format!("+{number}"), "number": number});
+    if let Some(n) = name {
+        v["displayName"] = json!(n);
+    }
+    v
+}
+
+fn alice() -> Value {
+    user("user", "a-1", "Alice", "alice@contoso.example")
+}
+
+/// Four calls: alice's incoming PSTN call (Pro: two legs), bob's outgoing PSTN call, carol's
+/// meeting, and a call of a user the directory does not know.
+fn legs() -> Vec<Value> {
+    let mut v = Vec::new();
+    let base = json!({
+        "callId": "c1", "recordingId": "r1", "botRole": "primary", "pairingKey": "chain:k1/a-1",
+        "callChainId": "k1", "tenantId": TENANT,
+        "targets": [alice()],
+        "callingParty": phone("4420732111", Some("Bill Smith")),
+        "calledParty": alice(), "answeredBy": alice(),
+        "startTime": "2026-03-02T10:00:00Z", "answeredTime": "2026-03-02T10:00:02Z",
+        "releaseTime": "2026-03-02T10:05:00Z",
+        "direction": "Incoming", "callType": "PSTN p2p", "releaseCause": "Normal",
+        "endReason": "terminated", "resultInfo": {"code": 200, "subcode": 4097, "message": "bye"},
+        "participants": [
+            {"participantId": "p1", "party": alice(), "msi": 17, "muted": false, "inLobby": false,
+             "external": false, "joinTime": "2026-03-02T10:00:02Z", "leaveTime": "2026-03-02T10:05:00Z"},
+            {"participantId": "p2", "party": phone("4420732111", Some("Bill Smith")), "muted": false,
+             "inLobby": false, "external": true, "joinTime": "2026-03-02T10:00:02Z"}
+        ],
+        "profile": "Traders", "retentionDays": 2555, "expiration": "2033-03-01T10:00:00Z",
+        "storage": "local", "doubleRecordingType": "Pro", "notification": "silent",
+        "pairedRecorders": [{"id": "app2", "participantId": null}],
+        "mediaStatus": "Available", "sysCallId": "c1", "waitTimeMs": 2000, "holdTimeMs": 0,
+        "mediaPath": "rec1"
+    });
+    v.push(base.clone());
+    let mut paired = base.clone();
+    paired["callId"] = json!("c1-paired");
+    paired["recordingId"] = json!("r1-paired");
+    paired["botRole"] = json!("paired");
+    paired["startTime"] = json!("2026-03-02T10:00:01Z");
+    paired.as_object_mut().unwrap().remove("mediaPath");
+    v.push(paired);
+    v.push(json!({
+        "callId": "c2", "recordingId": "r2", "botRole": "primary", "pairingKey": "chain:k2/b-1",
+        "targets": [user("user", "b-1", "Bob", "bob@contoso.example")],
+        "callingParty": user("user", "b-1", "Bob", "bob@contoso.example"),
+        "calledParty": phone("7325550000", Some("Jane Roe")),
+        "answeredBy": phone("7325550000", Some("Jane Roe")),
+        "startTime": "2026-03-03T15:30:00Z", "direction": "Outgoing", "callType": "PSTN p2p",
+        "releaseCause": "Failure", "participants": [], "profile": "Support", "retentionDays": 30,
+        "storage": "local", "doubleRecordingType": "Essentials", "notification": "beep",
+        "pairedRecorders": [], "mediaStatus": "Failed", "holdTimeMs": 0
+    }));
+    v.push(json!({
+        "callId": "c3", "recordingId": "r3", "botRole": "primary", "pairingKey": "meeting:t3/Traders",
+        "threadId": "19:meeting_x@thread.v2",
+        "targets": [user("user", "c-1", "Carol", "carol@contoso.example")],
+        "callingParty": user("user", "c-1", "Carol", "carol@contoso.example"),
+        "startTime": "2026-03-04T08:00:00Z", "direction": "None", "callType": "Internal Meeting",
+        "participants": [
+            {"participantId": "p1", "party": user("user", "c-1", "Carol", "carol@contoso.example"),
+             "muted": false, "inLobby": false, "external": false, "joinTime": "2026-03-04T08:00:00Z"},
+            {"participantId": "p2", "party": user("user", "d-1", "Dave Billings", "dave@contoso.example"),
+             "muted": true, "inLobby": false, "external": false, "joinTime": "2026-03-04T08:01:00Z"}
+        ],
+        "profile": "Traders", "retentionDays": 10, "storage": "local",
+        "doubleRecordingType": "Essentials", "notification": "announce", "pairedRecorders": [],
+        "mediaStatus": "Recording", "holdTimeMs": 0
+    }));
+    v.push(json!({
+        "callId": "c4", "recordingId": "r4", "botRole": "primary", "pairingKey": "chain:k4/z-1",
+        "targets": [user("user", "z-1", "Zed", "zed@contoso.example")],
+        "callingParty": user("user", "y-1", "=SUM(A1)", "yan@contoso.example"),
+        "calledParty": user("user", "z-1", "Zed", "zed@contoso.example"),
+        "startTime": "2026-03-05T23:00:00Z", "direction": "Incoming", "callType": "Internal p2p",
+        "releaseCause": "Missed", "participants": [], "profile": "Traders", "retentionDays": 10,
+        "storage": "local", "doubleRecordingType": "Essentials", "notification": "silent",
+        "pairedRecorders": [], "mediaStatus": "Unavailable", "holdTimeMs": 0
+    }));
+    v
+}
+
+fn directory() -> Value {
+    let u = |id: &str, upn: &str, name: &str| json!({"id": id, "userPrincipalName": upn, "displayName": name});
+    json!({
+        "users": [
+            u("a-1", "alice@contoso.example", "Alice"),
+            u("b-1", "bob@contoso.example", "Bob"),
+            u("c-1", "carol@contoso.example", "Carol"),
+            u("d-1", "dave@contoso.example", "Dave Billings"),
+        ],
+        "groups": [
+            {"id": "sales", "displayName": "Sales", "members": [
+                {"@odata.type": "#microsoft.graph.user", "id": "a-1"}, {"id": "c-1"}]},
+            {"id": "support", "displayName": "Support", "members": [{"id": "b-1"}]},
+        ]
+    })
+}
+
+const ALL_CALL_PERMS: &[&str] = &[
+    "play",
+    "download",
+    "tag",
+    "addNotes",
+    "deleteOthersNotes",
+    "deleteCalls",
+];
+
+fn profiles() -> Vec<Value> {
+    let p = |name: &str, group: &str, access: &str, perms: &[&str]| {
+        json!({"name": name, "groups": [group], "callAccess": access,
+               "callAccessGroups": ["sales"], "permissions": perms})
+    };
+    vec![
+        p("Nobody", "g-none", "none", &[]),
+        p("Own", "g-own", "own", &["play"]),
+        p(
+            "Team",
+            "g-team",
+            "ownAndGroups",
+            &["play", "download", "tag", "addNotes"],
+        ),
+        p("Compliance", "g-all", "all", ALL_CALL_PERMS),
+        p("Auditors", "g-aud", "none", &["auditTrail"]),
+        p("Taggers", "g-tagadm", "none", &["manageTags"]),
+        p(
+            "Sysadmins",
+            "g-sys",
+            "none",
+            &["configureSystem", "manageAccessProfiles"],
+        ),
+    ]
+}
+
+/// The store with the fixture loaded; a `vip` tag; the media file of interaction 1.
+async fn loaded(file_db: bool) -> Env {
+    let env = Env::new(file_db);
+    let admin = env.admin();
+    let r = env
+        .call(
+            Method::POST,
+            "/api/v1/directory/import",
+            Some(&admin),
+            Some(directory()),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    for p in profiles() {
+        let r = env
+            .call(
+                Method::POST,
+                "/api/v1/access-profiles",
+                Some(&admin),
+                Some(p),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    for l in legs() {
+        let r = env.ingest(&l).await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let r = env
+        .call(
+            Method::POST,
+            "/api/v1/tags",
+            Some(&admin),
+            Some(json!({"name": "vip", "description": "important"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let rec = env.dir.path().join("storage/rec1");
+    std::fs::create_dir_all(&rec).unwrap();
+    let media: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(rec.join("mixed.ogg"), media).unwrap();
+    let segs = json!([{"participant": "17", "start_ms": 0.0, "end_ms": 1200.5},
+                      {"participant": "p2", "start_ms": 900.0, "end_ms": 2000.0}]);
+    std::fs::write(rec.join("segments.json"), segs.to_string()).unwrap();
+    env
+}
+
+#[tokio::test]
+async fn ingest_is_idempotent_and_pairs_the_two_legs() {
+    let env = loaded(false).await;
+    let admin = env.admin();
+    // Five legs, four interactions: the paired leg joined the primary's.
+    assert_eq!(env.total().await, 4);
+    let d = env.get("/api/v1/interactions/1", &admin).await.json();
+    assert_eq!(d["legs"].as_array().unwrap().len(), 2, "{d}");
+    assert_eq!(d["pairedCall"], "c1-paired");
+    assert_eq!(d["callId"], "c1");
+    assert_eq!(d["participants"], json!(["Alice", "Bill Smith"]));
+    assert_eq!(d["expiration"], "2033-03-01T10:00:00.000Z");
+
+    // A retried post changes nothing; an update changes the leg in place.
+    let r = env.ingest(&legs()[0]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["interactionId"], 1);
+    let mut upd = legs()[3].clone();
+    upd["mediaStatus"] = json!("Available");
+    upd["releaseTime"] = json!("2026-03-04T09:00:00Z");
+    let r = env.ingest(&upd).await;
+    assert_eq!(
+        (r.status, r.json()["createdLeg"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+    assert_eq!(env.total().await, 4);
+    let d = env.get("/api/v1/interactions/3", &admin).await.json();
+    assert_eq!(
+        (d["mediaStatus"].as_str(), d["releaseTime"].as_str()),
+        (Some("Available"), Some("2026-03-04T09:00:00.000Z"))
+    );
+    // Expiration from the retention when the leg carries none.
+    assert_eq!(d["expiration"], "2026-03-14T08:00:00.000Z");
+
+    // A transfer leg: same pairing key, same role, new recording -> a new interaction.
+    let mut transfer = legs()[0].clone();
+    transfer["recordingId"] = json!("r1-transfer");
+    transfer["callId"] = json!("c1b");
+    transfer["startTime"] = json!("2026-03-02T10:05:00Z");
+    let r = env.ingest(&transfer).await;
+    assert_eq!(r.json()["createdInteraction"], true);
+    assert_eq!(env.total().await, 5);
+
+    // The same recording id under the other role is a conflict.
+    let mut wrong = legs()[0].clone();
+    wrong["botRole"] = json!("paired");
+    assert_eq!(env.ingest(&wrong).await.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn ingest_needs_the_key_or_a_service_token() {
+    let env = loaded(false).await;
+    let leg = legs()[2].clone();
+    let post = |uri: &str, hdr: Option<(&str, String)>| {
+        let mut b = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header("content-type", "application/json");
+        if let Some((k, v)) = hdr {
+            b = b.header(k, v);
+        }
+        b.body(Body::from(leg.to_string())).unwrap()
+    };
+    let u = "/api/v1/interactions";
+    assert_eq!(
+        env.raw(post(u, None)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        env.raw(post(&format!("{u}?ingestKey=nope"), None))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        env.raw(post(u, Some(("x-ingest-key", "nope".into()))))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let user = env.token("alice@contoso.example", "a-1", &["g-all"]);
+    assert_eq!(
+        env.raw(post(u, Some(("authorization", format!("Bearer {user}")))))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        env.raw(post(u, Some(("x-ingest-key", INGEST_KEY.into()))))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let svc = env.token_for(
+        "bot-host",
+        "svc",
+        &[],
+        &[INGEST_ROLE],
+        now_secs() + 60,
+        TENANT,
+    );
+    assert_eq!(
+        env.raw(post(u, Some(("authorization", format!("Bearer {svc}")))))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let audit = env
+        .get(
+            "/api/v1/audit?action=login&text=refused&pageSize=500",
+            &env.admin(),
+        )
+        .await
+        .json();
+    assert!(audit["total"].as_u64().unwrap() >= 4, "{audit}");
+}
+
+#[tokio::test]
+async fn every_filter_and_wildcard() {
+    let env = loaded(false).await;
+    let admin = env.admin();
+    let t = env.get("/api/v1/tags", &admin).await.json();
+    let vip = t[0]["id"].as_i64().unwrap();
+    let r = env
+        .call(
+            Method::PUT,
+            "/api/v1/interactions/tags",
+            Some(&admin),
+            Some(json!({"interactionIds": [2, 3], "tagIds": [vip]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = env
+        .call(
+            Method::POST,
+            "/api/v1/interactions/3/notes",
+            Some(&admin),
+            Some(json!({"text": "Discuss the budgets, then the budget review."})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+
+    let cases: &[(&str, &[i64])] = &[
+        ("mediaStatus=Available", &[1]),
+        ("mediaStatus=Failed&mediaStatus=Recording", &[2, 3]),
+        ("user=alice@contoso.example", &[1]),
+        ("user=ALICE@contoso.example", &[1]),
+        ("user=b-1", &[2]),
+        ("group=sales", &[1, 3]),
+        ("group=support&group=sales", &[1, 2, 3]),
+        ("from=2026-03-03T00:00:00Z&to=2026-03-05T00:00:00Z", &[2, 3]),
+        ("from=2026-03-03T16:30:00%2B01:00", &[2, 3, 4]),
+        ("timeFrom=09:00&timeTo=16:00", &[1, 2]),
+        ("direction=None", &[3]),
+        ("direction=Incoming", &[1, 4]),
+        ("tag=vip", &[2, 3]),
+        ("callingParty=4420732", &[1]),
+        ("callingParty=732", &[1]),
+        ("callingParty=4420*", &[1]),
+        ("callingParty=732*", &[]),
+        ("calledParty=732*", &[2]),
+        ("calledParty=732", &[2]),
+        ("calledParty=555", &[2]),
+        ("calledParty=55", &[2]),
+        ("calledParty=CONTOSO", &[1, 4]),
+        ("callingParty=*Bill", &[1]),
+        ("callingParty=*bill", &[1]),
+        ("calledParty=*Jane", &[2]),
+        ("answeredBy=*Alice", &[1]),
+        ("answeredBy=7325*", &[2]),
+        ("participant=Billings", &[3]),
+        ("participant=4420732111", &[1]),
+        ("callType=PSTN%20p2p", &[1, 2]),
+        ("callType=Internal+Meeting&callType=Internal+p2p", &[3, 4]),
+        ("releaseCause=Failure", &[2]),
+        ("releaseCause=Missed&releaseCause=Normal", &[1, 4]),
+        ("notes=budget", &[3]),
+        ("notes=Budget+review", &[3]),
+        ("notes=budg", &[]),
+        ("notes=budget+salary", &[]),
+        (
+            "mediaStatus=Failed&direction=Outgoing&tag=vip&calledParty=732*",
+            &[2],
+        ),
+        ("mediaStatus=Failed&direction=Incoming", &[]),
+    ];
+    for (q, want) in cases {
+        let r = env
+            .get(
+                &format!("/api/v1/interactions?{q}&sort=id&order=asc"),
+                &admin,
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{q}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.ids(), *want, "{q}");
+    }
+
+    // Sorting and paging.
+    let ids = |q: &str| {
+        let q = q.to_string();
+        let env = &env;
+        let admin = admin.clone();
+        async move {
+            env.get(&format!("/api/v1/interactions?{q}"), &admin)
+                .await
+                .ids()
+        }
+    };
+    assert_eq!(ids("sort=startTime&order=asc").await, vec![1, 2, 3, 4]);
+    assert_eq!(ids("").await, vec![4, 3, 2, 1], "default: newest first");
+    assert_eq!(ids("sort=callType&order=asc").await, vec![3, 4, 1, 2]);
+    assert_eq!(ids("sort=calledParty&order=desc").await, vec![4, 2, 1, 3]);
+    let p = env
+        .get(
+            "/api/v1/interactions?sort=startTime&order=asc&page=2&pageSize=3",
+            &admin,
+        )
+        .await;
+    assert_eq!((p.ids(), p.json()["total"].as_u64()), (vec![4], Some(4)));
+    let a = env.get("/api/v1/interactions/active", &admin).await;
+    assert_eq!(a.ids(), vec![3]);
+    assert_eq!(
+        env.get("/api/v1/interactions/active?tag=nothing", &admin)
+            .await
+            .ids(),
+        Vec::<i64>::new()
+    );
+
+    // Saved searches run the same query.
+    let r = env
+        .call(
+            Method::POST,
+            "/api/v1/saved-searches",
+            Some(&admin),
+            Some(json!({"name": "vip", "query": "tag=vip"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let saved = env.get("/api/v1/saved-searches", &admin).await.json();
+    assert_eq!(saved[0]["query"], "tag=vip");
+    let other = env.token("dave@contoso.example", "d-1", &["g-all"]);
+    assert_eq!(
+        env.get("/api/v1/saved-searches", &other).await.json(),
+        json!([])
+    );
+    let r = env
+        .call(
+            Method::POST,
+            "/api/v1/saved-searches",
+            Some(&admin),
+            Some(json!({"name": "bad", "query": "colour=red"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn sql_metacharacters_are_only_text() {
+    let env = loaded(false).await;
+    let admin = env.admin();
+    let hostile = [
+        "' OR 1=1 --",
+        "\"; DROP TABLE interactions; --",
+        "%",
+        "_",
+        "\\",
+        "*%*",
+        "') OR ('a'='a",
+        "NEAR(a b)",
+        "\" OR \"",
+    ];
+    let keys = [
+        "user",
+        "group",
+        "tag",
+        "calledParty",
+        "callingParty",
+        "answeredBy",
+        "participant",
+        "notes",
+    ];
+    for h in hostile {
+        let enc: String = form_urlencoded::byte_serialize(h.as_bytes()).collect();
+        for k in keys {
+            let r = env
+                .get(&format!("/api/v1/interactions?{k}={enc}"), &admin)
+                .await;
+            assert!(
+                r.status == StatusCode::OK || r.status == StatusCode::BAD_REQUEST,
+                "{k}={h}: {}",
+                r.status
+            );
+            if r.status == StatusCode::OK {
+                assert_eq!(r.ids(), Vec::<i64>::new(), "{k}={h}");
+            } else {
+                assert!(r.json()["error"].is_string());
+            }
+        }
+        let r = env
+            .get(
+                &format!("/api/v1/audit?text={enc}&name={enc}&item={enc}"),
+                &admin,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{h}");
+        assert_eq!(r.json()["total"], 0, "{h}");
+    }
+    assert_eq!(env.total().await, 4);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_and_changes_nothing() {
+    let env = loaded(false).await;
+    let admin = env.admin();
+    let before = env.get("/api/v1/interactions/1", &admin).await.json();
+    let tags_before = env.get("/api/v1/tags", &admin).await.json();
+    let send = |method: Method, uri: &str, body: String| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {admin}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let ingest = format!("/api/v1/interactions?ingestKey={INGEST_KEY}");
+    let mut unknown = legs()[0].clone();
+    unknown["colour"] = json!("red");
+    let mut nested_unknown = legs()[0].clone();
+    nested_unknown["targets"][0]["nickname"] = json!("al");
+    let mut traversal = legs()[0].clone();
+    traversal["mediaPath"] = json!("../../etc");
+    let mut absolute = legs()[0].clone();
+    absolute["mediaPath"] = json!("/etc");
+    let mut bad_enum = legs()[0].clone();
+    bad_enum["direction"] = json!("Sideways");
+    let mut changed = legs()[0].clone();
+    changed["callType"] = json!("Queue Call");
+    let mut huge = changed.clone();
+    huge["profile"] = json!("x".repeat(100 * 1024));
+    let cases: Vec<(Request<Body>, &str)> = vec![
+        (send(Method::POST, &ingest, "{not json".into()), "malformed"),
+        (
+            send(Method::POST, &ingest, unknown.to_string()),
+            "unknown field",
+        ),
+        (
+            send(Method::POST, &ingest, nested_unknown.to_string()),
+            "nested unknown field",
+        ),
+        (
+            send(Method::POST, &ingest, traversal.to_string()),
+            "mediaPath traversal",
+        ),
+        (
+            send(Method::POST, &ingest, absolute.to_string()),
+            "absolute mediaPath",
+        ),
+        (
+            send(Method::POST, &ingest, bad_enum.to_string()),
+            "bad enum",
+        ),
+        (send(Method::POST, &ingest, huge.to_string()), "huge body"),
+        (
+            send(
+                Method::POST,
+                "/api/v1/tags",
+                json!({"name": "x", "colour": 1}).to_string(),
+            ),
+            "tag unknown field",
+        ),
+        (
+            send(
+                Method::POST,
+                "/api/v1/tags",
+                json!({"name": ""}).to_string(),
+            ),
+            "empty tag",
+        ),
+        (
+            send(
+                Method::PUT,
+                "/api/v1/interactions/tags",
+                json!({"interactionIds": [1, 99], "tagIds": [1]}).to_string(),
+            ),
+            "unknown interaction: all or nothing",
+        ),
+        (
+            send(
+                Method::PUT,
+                "/api/v1/interactions/tags",
+                json!({"interactionIds": [1], "tagIds": [42]}).to_string(),
+            ),
+            "unknown tag",
+        ),
+        (
+            send(
+                Method::POST,
+                "/api/v1/interactions/1/notes",
+                json!({"text": ""}).to_string(),
+            ),
+            "empty note",
+        ),
+        (
+            send(Method::POST, "/api/v1/interactions/1/notes", "[]".into()),
+            "note not an object",
+        ),
+        (
+            send(
+                Method::GET,
+                "/api/v1/interactions/..%2F..%2Fetc%2Fpasswd",
+                String::new(),
+            ),
+            "traversal id",
+        ),
+        (
+            send(
+                Method::GET,
+                "/api/v1/interactions/1%3BDROP%20TABLE%20interactions",
+                String::new(),
+            ),
+            "sql id",
+        ),
+        (
+            send(Method::GET, "/api/v1/interactions/-1", String::new()),
+            "negative id",
+        ),
+        (
+            send(
+                Method::GET,
+                "/api/v1/interactions/1/media?leg=../../etc",
+                String::new(),
+            ),
+            "bad leg",
+        ),
+        (
+            send(
+                Method::GET,
+                "/api/v1/interactions?colour=red",
+                String::new(),
+            ),
+            "unknown parameter",
+        ),
+        (
+            send(
+                Method::GET,
+                "/api/v1/interactions?sort=password",
+                String::new(),
+            ),
+            "bad sort",
+        ),
+        (
+            send(
+                Method::GET,
+                "/api/v1/interactions?sort=id%3B%20DROP%20TABLE%20x",
+                String::new(),
+            ),
+            "sql sort",
+        ),
+        (
+            send(
+                Method::GET,
+                "/api/v1/interactions?pageSize=100000",
+                String::new(),
+            ),
+            "page too big",
+        ),
+        (
+            send(
+                Method::GET,
+                "/api/v1/interactions?from=yesterday",
+                String::new(),
+            ),
+            "bad time",
+        ),
+        (
+            send(
+                Method::GET,
+                "/api/v1/interactions?timeFrom=25:00",
+                String::new(),
+            ),
+            "bad time of day",
+        ),
+        (
+            send(
+                Method::GET,
+                "/api/v1/interactions?notes=%2B%2B%2B",
+                String::new(),
+            ),
+            "notes without words",
+        ),
+        (
+            send(Method::GET, "/api/v1/nowhere", String::new()),
+            "unknown endpoint",
+        ),
+        (
+            send(Method::PATCH, "/api/v1/tags", String::new()),
+            "unknown method",
+        ),
+    ];
+    for (req, what) in cases {
+        let r = env.raw(req).await;
+        assert!(r.status.is_client_error(), "{what}: {}", r.status);
+        assert!(
+            r.json()["error"].is_string(),
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let r = env.raw(send(Method::POST, &ingest, huge.to_string())).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let after = env.get("/api/v1/interactions/1", &admin).await.json();
+    assert_eq!(before["legs"], after["legs"]);
+    assert_eq!(after["callType"], "PSTN p2p");
+    assert_eq!(after["tags"], json!([]));
+    assert_eq!(env.get("/api/v1/tags", &admin).await.json(), tags_before);
+    assert_eq!(env.total().await, 4);
+}
+
+/// What each caller gets from each endpoint. Columns: no token, and users whose groups give
+/// them the profiles of [`profiles`] (none, own, own+groups, all), the global administrator,
+/// and the auditor, tag manager and system administrator profiles (no call access).
+#[tokio::test]
+async fn permissions_per_access_level() {
+    let env = loaded(false).await;
+    let callers: Vec<(&str, Option<String>)> = vec![
+        ("anonymous", None),
+        (
+            "none",
+            Some(env.token("nobody@contoso.example", "n-1", &["g-none"])),
+        ),
+        (
+            "own",
+            Some(env.token("alice@contoso.example", "a-1", &["g-own"])),
+        ),
+        (
+            "groups",
+            Some(env.token("bob@contoso.example", "b-1", &["g-team"])),
+        ),
+        (
+            "all",
+            Some(env.token("dave@contoso.example", "d-1", &["g-all"])),
+        ),
+        ("admin", Some(env.admin())),
+        (
+            "auditor",
+            Some(env.token("eve@contoso.example", "e-1", &["g-aud"])),
+        ),
+        (
+            "tagadmin",
+            Some(env.token("tom@contoso.example", "t-1", &["g-tagadm"])),
+        ),
+        (
+            "sysadmin",
+            Some(env.token("sam@contoso.example", "s-1", &["g-sys"])),
+        ),
+    ];
+    const A: u16 = 401;
+    const F: u16 = 403;
+    const N: u16 = 404;
+    let vip = json!({"interactionIds": [1], "tagIds": [1]});
+    // (method, uri, body, expected per caller)
+    let table: Vec<(Method, &str, Option<Value>, [u16; 9])> = vec![
+        (
+            Method::GET,
+            "/api/v1/me",
+            None,
+            [A, 200, 200, 200, 200, 200, 200, 200, 200],
+        ),
+        (Method::GET, "/api/v1/openapi.json", None, [200; 9]),
+        (
+            Method::GET,
+            "/api/v1/interactions",
+            None,
+            [A, F, 200, 200, 200, 200, F, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/interactions/active",
+            None,
+            [A, F, 200, 200, 200, 200, F, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/interactions/1",
+            None,
+            [A, F, 200, 200, 200, 200, F, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/interactions/2",
+            None,
+            [A, F, N, 200, 200, 200, F, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/interactions/3",
+            None,
+            [A, F, N, 200, 200, 200, F, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/interactions/4",
+            None,
+            [A, F, N, N, 200, 200, F, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/interactions/1/media",
+            None,
+            [A, F, 200, 200, 200, 200, F, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/interactions/1/segments",
+            None,
+            [A, F, 200, 200, 200, 200, F, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/interactions/2/segments",
+            None,
+            [A, F, N, N, N, N, F, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/interactions/1/media?download=true",
+            None,
+            [A, F, F, 200, 200, 200, F, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/interactions/export",
+            None,
+            [A, F, 200, 200, 200, 200, F, F, F],
+        ),
+        (
+            Method::POST,
+            "/api/v1/interactions/export",
+            Some(json!({"interactionIds": [1, 4]})),
+            [A, F, 200, 200, 200, 200, F, F, F],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/interactions/tags",
+            Some(vip.clone()),
+            [A, F, F, 204, 204, 204, F, F, F],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/interactions/tags",
+            Some(json!({"interactionIds": [4], "tagIds": [1]})),
+            [A, F, F, N, 204, 204, F, F, F],
+        ),
+        (
+            Method::POST,
+            "/api/v1/interactions/1/notes",
+            Some(json!({"text": "seen"})),
+            [A, F, F, 201, 201, 201, F, F, F],
+        ),
+        (
+            Method::POST,
+            "/api/v1/interactions/4/notes",
+            Some(json!({"text": "seen"})),
+            [A, F, F, N, 201, 201, F, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/tags",
+            None,
+            [A, 200, 200, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/api/v1/tags",
+            Some(json!({"name": "t-{caller}"})),
+            [A, F, F, F, F, 201, F, 201, F],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/tags/1",
+            Some(json!({"name": "vip", "description": "{caller}"})),
+            [A, F, F, F, F, 200, F, 200, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/users",
+            None,
+            [A, F, F, F, F, 200, F, F, 200],
+        ),
+        (
+            Method::POST,
+            "/api/v1/directory/import",
+            Some(directory()),
+            [A, F, F, F, F, 200, F, F, 200],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/users/d-1/legal-hold",
+            Some(json!({"legalHold": true})),
+            [A, F, F, F, F, 204, F, F, 204],
+        ),
+        (
+            Method::GET,
+            "/api/v1/access-profiles",
+            None,
+            [A, F, F, F, F, 200, F, F, 200],
+        ),
+        (
+            Method::POST,
+            "/api/v1/access-profiles",
+            Some(json!({"name": "p-{caller}", "groups": ["x"], "callAccess": "own"})),
+            [A, F, F, F, F, 201, F, F, 201],
+        ),
+        (
+            Method::POST,
+            "/api/v1/access-profiles",
+            Some(
+                json!({"name": "ga-{caller}", "groups": ["x"], "callAccess": "all", "globalAdmin": true}),
+            ),
+            [A, F, F, F, F, 201, F, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/saved-searches",
+            None,
+            [A, 200, 200, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/api/v1/saved-searches",
+            Some(json!({"name": "s", "query": "tag=vip"})),
+            [A, F, 201, 201, 201, 201, F, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/audit",
+            None,
+            [A, F, F, F, F, 200, 200, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/audit/export",
+            None,
+            [A, F, F, F, F, 200, 200, F, F],
+        ),
+    ];
+    for (method, uri, body, want) in &table {
+        for ((name, token), want) in callers.iter().zip(want) {
+            let body = body
+                .as_ref()
+                .map(|b| serde_json::from_str(&b.to_string().replace("{caller}", name)).unwrap());
+            let r = env.call(method.clone(), uri, token.as_deref(), body).await;
+            assert_eq!(
+                r.status.as_u16(),
+                *want,
+                "{method} {uri} as {name}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+        }
+    }
+
+    // What each level sees.
+    for (name, want) in [
+        ("own", vec![1]),
+        ("groups", vec![1, 2, 3]),
+        ("all", vec![1, 2, 3, 4]),
+    ] {
+        let t = callers
+            .iter()
+            .find(|c| c.0 == name)
+            .unwrap()
+            .1
+            .clone()
+            .unwrap();
+        let r = env.get("/api/v1/interactions?sort=id&order=asc", &t).await;
+        assert_eq!(r.ids(), want, "{name}");
+        let csv = env.get("/api/v1/interactions/export", &t).await;
+        let lines = String::from_utf8(csv.body).unwrap().lines().count();
+        assert_eq!(lines, 4 + want.len(), "{name}: export rows");
+    }
+    // The selection leaves out what the caller may not see.
+    let own = callers[2].1.clone().unwrap();
+    let r = env
+        .call(
+            Method::POST,
+            "/api/v1/interactions/export",
+            Some(&own),
+            Some(json!({"interactionIds": [1, 4]})),
+        )
+        .await;
+    assert_eq!(String::from_utf8(r.body).unwrap().lines().count(), 5);
+}
+
+#[tokio::test]
+async fn notes_of_others_need_the_permission() {
+    let env = loaded(false).await;
+    let bob = env.token("bob@contoso.example", "b-1", &["g-team"]);
+    let dave = env.token("dave@contoso.example", "d-1", &["g-all"]);
+    let carol = env.token("carol@contoso.example", "c-1", &["g-team"]);
+    let add = |t: String| {
+        let env = &env;
+        async move {
+            env.call(
+                Method::POST,
+                "/api/v1/interactions/1/notes",
+                Some(&t),
+                Some(json!({"text": "check"})),
+            )
+            .await
+            .json()["id"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    let n1 = add(bob.clone()).await;
+    let n2 = add(bob.clone()).await;
+    let del = |t: &str, n: i64| {
+        let (uri, t) = (format!("/api/v1/interactions/1/notes/{n}"), t.to_string());
+        let env = &env;
+        async move { env.call(Method::DELETE, &uri, Some(&t), None).await }
+    };
+    assert_eq!(
+        del(&carol, n1).await.status,
+        StatusCode::FORBIDDEN,
+        "another's note"
+    );
+    assert_eq!(
+        del(&bob, n1).await.status,
+        StatusCode::NO_CONTENT,
+        "one's own"
+    );
+    assert_eq!(del(&bob, n1).await.status, StatusCode::NOT_FOUND, "gone");
+    assert_eq!(
+        del(&dave, n2).await.status,
+        StatusCode::NO_CONTENT,
+        "with deleteOthersNotes"
+    );
+    let d = env.get("/api/v1/interactions/1", &dave).await.json();
+    assert_eq!(d["noteDetails"], json!([]));
+}
+
+#[tokio::test]
+async fn legal_hold_blocks_deletion() {
+    let env = loaded(false).await;
+    let admin = env.admin();
+    let hold = |on: bool| {
+        let (env, admin) = (&env, admin.clone());
+        async move {
+            let r = env
+                .call(
+                    Method::PUT,
+                    "/api/v1/users/a-1/legal-hold",
+                    Some(&admin),
+                    Some(json!({"legalHold": on})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT);
+        }
+    };
+    let delete = |scope: &'static str| {
+        let (env, admin) = (&env, admin.clone());
+        async move {
+            env.call(
+                Method::POST,
+                "/api/v1/interactions/1/deletion",
+                Some(&admin),
+                Some(json!({"scope": scope, "authorizedBy": "DPO", "note": "GDPR erasure"})),
+            )
+            .await
+        }
+    };
+    hold(true).await;
+    let users = env.get("/api/v1/users", &admin).await.json();
+    assert_eq!(users[0]["upn"], "alice@contoso.example");
+    assert_eq!(users[0]["legalHold"], true);
+    let r = delete("metadataAndMedia").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.json()["error"].as_str().unwrap().contains("legal hold"));
+    hold(false).await;
+    let r = delete("metadataAndMedia").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json());
+    assert_eq!(r.json()["scope"], "metadataAndMedia");
+    assert_eq!(
+        delete("mediaOnly").await.status,
+        StatusCode::CONFLICT,
+        "already pending"
+    );
+    let r = env
+        .call(
+            Method::POST,
+            "/api/v1/interactions/2/deletion",
+            Some(&admin),
+            Some(json!({"scope": "everything", "authorizedBy": "x", "note": "y"})),
+        )
+        .await;
+    assert!(r.status.is_client_error());
+    let a = env
+        .get("/api/v1/audit?action=delete&item=1", &admin)
+        .await
+        .json();
+    assert_eq!(a["total"], 3, "two refusals and the request: {a}");
+    let a = env
+        .get("/api/v1/audit?action=legal%20hold", &admin)
+        .await
+        .json();
+    assert_eq!(a["total"], 2);
+    // The call is still there until the retention cycle runs.
+    assert_eq!(env.total().await, 4);
+}
+
+#[tokio::test]
+async fn tokens_that_are_refused_are_audited() {
+    let env = loaded(false).await;
+    let expired = env.token_for("a@x", "a", &["g-all"], &[], now_secs() - 3600, TENANT);
+    let other_tenant = env.token_for("a@x", "a", &["g-all"], &[], now_secs() + 600, "tenant-2");
+    let forged = TokenKeys::hs256(&[2; 32], TENANT)
+        .mint(&Claims {
+            oid: "a".into(),
+            upn: "admin@contoso.example".into(),
+            tid: TENANT.into(),
+            groups: vec![],
+            roles: vec![],
+            exp: now_secs() + 600,
+            iat: 0,
+        })
+        .unwrap();
+    for (t, why) in [
+        (expired.as_str(), "token expired"),
+        (other_tenant.as_str(), "another tenant"),
+        (forged.as_str(), "InvalidSignature"),
+        ("garbage", "invalid token"),
+    ] {
+        let r = env.get("/api/v1/interactions", t).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{why}");
+        assert_eq!(r.headers["www-authenticate"], "Bearer");
+        assert!(
+            r.json()["error"].as_str().unwrap().contains(why),
+            "{}",
+            r.json()
+        );
+    }
+    let a = env
+        .get(
+            "/api/v1/audit?action=login&name=anonymous&pageSize=100",
+            &env.admin(),
+        )
+        .await
+        .json();
+    let descs: Vec<&str> = a["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["description"].as_str().unwrap())
+        .collect();
+    for why in [
+        "token expired",
+        "another tenant",
+        "InvalidSignature",
+        "invalid token",
+    ] {
+        assert!(
+            descs.iter().any(|d| d.contains(why)),
+            "{why} not audited: {descs:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn csv_export_has_the_report_header_and_columns() {
+    let env = loaded(false).await;
+    let admin = env.admin();
+    env.call(
+        Method::PUT,
+        "/api/v1/interactions/tags",
+        Some(&admin),
+        Some(json!({"interactionIds": [1], "tagIds": [1]})),
+    )
+    .await;
+    env.call(
+        Method::POST,
+        "/api/v1/interactions/1/notes",
+        Some(&admin),
+        Some(json!({"text": "first, \"quoted\""})),
+    )
+    .await;
+    let r = env
+        .get(
+            "/api/v1/interactions/export?callType=PSTN+p2p&sort=id&order=asc",
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let mut rd = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(&r.body[..]);
+    let rows: Vec<Vec<String>> = rd
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    assert_eq!(rows[0], vec!["Requested By", "admin@contoso.example"]);
+    assert_eq!(rows[1][0], "Created At");
+    assert!(chrono::DateTime::parse_from_rfc3339(&rows[1][1]).is_ok());
+    assert_eq!(
+        rows[2],
+        vec!["Search Criteria", "callType=PSTN+p2p&sort=id&order=asc"]
+    );
+    assert_eq!(rows[3], super::export::COLUMNS);
+    assert_eq!(rows.len(), 6);
+    let row: std::collections::HashMap<&str, &str> = super::export::COLUMNS
+        .iter()
+        .copied()
+        .zip(rows[4].iter().map(String::as_str))
+        .collect();
+    let want = [
+        ("Call Id", "c1"),
+        ("Target Display Name", "Alice"),
+        ("Target Upn", "alice@contoso.example"),
+        ("Called Party", "Alice"),
+        ("Calling Party", "Bill Smith"),
+        ("Answered By", "Alice"),
+        ("Answered time", "2026-03-02T10:00:02.000Z"),
+        ("Start Time", "2026-03-02T10:00:00.000Z"),
+        ("Release Time", "2026-03-02T10:05:00.000Z"),
+        ("SysCallId", "c1"),
+        ("Call Direction", "Incoming"),
+        ("Call Type", "PSTN p2p"),
+        ("Release Cause", "Normal"),
+        ("Notes", "first, \"quoted\""),
+        ("Participants", "Alice; Bill Smith"),
+        ("Media Audio Status", "Available"),
+        ("Expiration", "2033-03-01T10:00:00.000Z"),
+        ("DoubleRecordingType", "Pro"),
+        ("PairedCall", "c1-paired"),
+        ("Tags", "vip"),
+        ("Call Link", "http://test/api/v1/interactions/1"),
+    ];
+    for (k, v) in want {
+        assert_eq!(row[k], v, "{k}");
+    }
+    assert_eq!(rows[5][0], "c2");
+    // A formula in a name is neutralised.
+    let r = env
+        .call(
+            Method::POST,
+            "/api/v1/interactions/export",
+            Some(&admin),
+            Some(json!({"interactionIds": [4]})),
+        )
+        .await;
+    let text = String::from_utf8(r.body).unwrap();
+    assert!(text.contains("'=SUM(A1)"), "{text}");
+    assert!(text.contains("Search Criteria,selection: 4"), "{text}");
+}
+
+#[tokio::test]
+async fn media_download_with_ranges() {
+    let env = loaded(false).await;
+    let admin = env.admin();
+    let media: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    let get = |range: Option<&'static str>, q: &'static str| {
+        let mut b = Request::builder()
+            .uri(format!("/api/v1/interactions/1/media{q}"))
+            .header("authorization", format!("Bearer {admin}"));
+        if let Some(r) = range {
+            b = b.header("range", r);
+        }
+        env.raw(b.body(Body::empty()).unwrap())
+    };
+    let r = get(None, "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, media);
+    assert_eq!(r.headers["accept-ranges"], "bytes");
+    assert_eq!(r.headers["content-type"], "audio/ogg");
+    assert!(r.headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("inline"));
+    let r = get(Some("bytes=100-199"), "?leg=primary").await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.headers["content-range"], "bytes 100-199/1000");
+    assert_eq!(r.headers["content-length"], "100");
+    assert_eq!(r.body, &media[100..200]);
+    let r = get(Some("bytes=-10"), "?download=true").await;
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &media[990..])
+    );
+    assert!(r.headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    let r = get(Some("bytes=900-"), "?leg=merged").await;
+    assert_eq!((r.status, r.body.len()), (StatusCode::PARTIAL_CONTENT, 100));
+    let r = get(Some("bytes=1000-"), "").await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.headers["content-range"], "bytes */1000");
+    // The paired leg has no stored media yet; interaction 2 has none at all.
+    assert_eq!(get(None, "?leg=paired").await.status, StatusCode::NOT_FOUND);
+    let r = env.get("/api/v1/interactions/2/media", &admin).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let s = env
+        .get("/api/v1/interactions/1/segments?leg=primary", &admin)
+        .await;
+    assert_eq!(s.status, StatusCode::OK);
+    assert_eq!(
+        s.json()["segments"][1],
+        json!({"participant": "p2", "start_ms": 900.0, "end_ms": 2000.0})
+    );
+    assert_eq!(
+        env.get("/api/v1/interactions/1/segments?leg=paired", &admin)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // The first request of a play is audited, not every seek.
+    let a = env
+        .get("/api/v1/audit?action=play&item=1", &admin)
+        .await
+        .json();
+    assert_eq!(a["total"], 1, "{a}");
+    let a = env
+        .get("/api/v1/audit?action=download&item=1", &admin)
+        .await
+        .json();
+    assert_eq!(a["total"], 0, "a suffix range does not start at 0: {a}");
+}
+
+#[tokio::test]
+async fn the_audit_trail_detects_tampering() {
+    let env = loaded(true).await;
+    let admin = env.admin();
+    env.get("/api/v1/interactions/1", &admin).await;
+    env.get("/api/v1/interactions/1/media", &admin).await;
+    let cfg = crate::config::Config {
+        data_dir: env.dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    crate::audit_verify(&cfg).unwrap();
+    let page = env
+        .get("/api/v1/audit?item=1&action=view", &admin)
+        .await
+        .json();
+    assert!(page["total"].as_u64().unwrap() >= 1);
+
+    let db = env.dir.path().join("store.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    // Append-only in the database itself.
+    assert!(conn
+        .execute("UPDATE audit SET description = 'x' WHERE id = 2", [])
+        .is_err());
+    assert!(conn.execute("DELETE FROM audit WHERE id = 2", []).is_err());
+    conn.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
+        .unwrap();
+
+    let (id, desc): (i64, String) = conn
+        .query_row("SELECT id, description FROM audit WHERE id = 3", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    conn.execute(
+        "UPDATE audit SET description = 'nothing happened' WHERE id = ?",
+        [id],
+    )
+    .unwrap();
+    let e = crate::audit_verify(&cfg).unwrap_err().to_string();
+    assert!(e.contains("entry 3") && e.contains("edited"), "{e}");
+    conn.execute(
+        "UPDATE audit SET description = ? WHERE id = ?",
+        rusqlite::params![desc, id],
+    )
+    .unwrap();
+    crate::audit_verify(&cfg).unwrap();
+
+    // The newest entry deleted: the chain is still whole, the anchor is not.
+    let last: i64 = conn
+        .query_row("SELECT MAX(id) FROM audit", [], |r| r.get(0))
+        .unwrap();
+    conn.execute("DELETE FROM audit WHERE id = ?", [last])
+        .unwrap();
+    let e = crate::audit_verify(&cfg).unwrap_err().to_string();
+    assert!(e.contains("entries deleted"), "{e}");
+    // An entry in the middle deleted.
+    conn.execute("DELETE FROM audit WHERE id = 2", []).unwrap();
+    let e = crate::audit_verify(&cfg).unwrap_err().to_string();
+    assert!(e.contains("entry 2 is missing"), "{e}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_and_names_every_route() {
+    let env = Env::new(false);
+    let r = env
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let served = r.json();
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/api/openapi.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(served, file);
+    assert!(served["openapi"].as_str().unwrap().starts_with("3."));
+    let mut in_router = BTreeSet::new();
+    for (path, method, _) in super::routes() {
+        in_router.insert((path.to_string(), method.as_str().to_lowercase()));
+    }
+    let mut in_doc = BTreeSet::new();
+    for (path, ops) in served["paths"].as_object().unwrap() {
+        for (m, op) in ops.as_object().unwrap() {
+            if m == "parameters" {
+                continue;
+            }
+            in_doc.insert((path.clone(), m.clone()));
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{m} {path}"
+            );
+        }
+    }
+    assert_eq!(in_router, in_doc, "router and document differ");
+    // Every query parameter of the search is documented.
+    let params: BTreeSet<String> = served["paths"]["/api/v1/interactions"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let p = if let Some(r) = p["$ref"].as_str() {
+                let name = r.rsplit('/').next().unwrap();
+                &served["components"]["parameters"][name]
+            } else {
+                p
+            };
+            p["name"].as_str().unwrap().to_string()
+        })
+        .collect();
+    for k in super::params::SEARCH_KEYS {
+        assert!(params.contains(*k), "search parameter {k} undocumented");
+    }
+}

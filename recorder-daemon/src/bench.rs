@@ -1,0 +1,226 @@
+//! `recorder-daemon bench-store`: fills a store through the `Store` trait with synthetic
+//! interactions (deterministic), then times representative searches. Figures go to
+//! docs/store.md ("Load").
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use chrono::{TimeZone, Utc};
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::model::{CallType, Direction, LegUpdate, MediaStatus};
+use crate::rbac::Scope;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Actor, SearchQuery, Store};
+
+const WORDS: &[&str] = &[
+    "escalation",
+    "complaint",
+    "trade",
+    "confirm",
+    "price",
+    "client",
+    "review",
+    "refund",
+    "order",
+    "limit",
+    "urgent",
+    "follow",
+    "up",
+    "compliance",
+    "check",
+];
+
+/// The synthetic leg number `i`: 1000 users, 30 days, PSTN numbers, a few call types.
+fn leg(i: u64, rng: &mut rand::rngs::StdRng) -> Result<LegUpdate> {
+    let user = rng.gen_range(0..1000);
+    let start = Utc
+        .with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+        + chrono::Duration::seconds(rng.gen_range(0..30 * 86_400));
+    let number = format!("44{:09}", rng.gen_range(0..1_000_000_000u64));
+    let incoming = rng.gen_bool(0.5);
+    let me = json!({"kind": "user", "id": format!("u-{user}"), "displayName": format!("User {user}"),
+                    "upn": format!("user{user}@contoso.example")});
+    let other = json!({"kind": "phone", "id": format!("+{number}"), "number": number,
+                       "displayName": format!("Caller {}", rng.gen_range(0..100_000))});
+    let (calling, called) = if incoming {
+        (other, me.clone())
+    } else {
+        (me.clone(), other)
+    };
+    let call_types = [
+        CallType::PstnP2p,
+        CallType::InternalP2p,
+        CallType::InternalMeeting,
+    ];
+    let statuses = [
+        MediaStatus::Available,
+        MediaStatus::Available,
+        MediaStatus::Failed,
+    ];
+    let v = json!({
+        "callId": format!("call-{i}"), "recordingId": format!("rec-{i}"), "botRole": "primary",
+        "pairingKey": format!("chain:{i}/u-{user}"), "targets": [me],
+        "callingParty": calling, "calledParty": called, "answeredBy": me,
+        "startTime": start, "releaseTime": start + chrono::Duration::seconds(rng.gen_range(5..3600)),
+        "direction": if incoming { Direction::Incoming } else { Direction::Outgoing },
+        "callType": call_types[rng.gen_range(0..call_types.len())],
+        "releaseCause": "Normal", "participants": [], "profile": "Traders", "retentionDays": 365,
+        "storage": "local", "doubleRecordingType": "Essentials", "notification": "silent",
+        "pairedRecorders": [], "mediaStatus": statuses[rng.gen_range(0..statuses.len())],
+        "holdTimeMs": 0
+    });
+    Ok(serde_json::from_value(v)?)
+}
+
+/// Draws one search of a kind.
+type MakeQuery<'a> = Box<dyn Fn(&mut rand::rngs::StdRng) -> SearchQuery + 'a>;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Inserts `n` interactions into a new store under `dir`, tags 1 in 10 `vip`, notes 1 in 20,
+/// then runs each search `runs` times and prints the figures.
+pub fn run(dir: &Path, n: u64, runs: usize) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let db = dir.join("bench.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let store = SqliteStore::open(&db)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let vip = store.create_tag("vip", "")?.id;
+    let author = Actor {
+        oid: "bench".into(),
+        upn: "bench@contoso.example".into(),
+    };
+    // One transaction per post (as bot-host posts them) for the first tenth, then batches of
+    // 1000 per transaction (a bulk load); both rates are reported.
+    let single = (n / 10).max(1).min(n);
+    let t0 = Instant::now();
+    for i in 0..single {
+        let l = leg(i, &mut rng)?;
+        store.upsert_leg(&l)?;
+    }
+    let d = t0.elapsed();
+    println!(
+        "inserted {single} interactions one transaction each in {:.1} s: {:.0} inserts/s",
+        d.as_secs_f64(),
+        single as f64 / d.as_secs_f64()
+    );
+    let t0 = Instant::now();
+    let mut i = single;
+    while i < n {
+        let batch = (i..(i + 1000).min(n))
+            .map(|k| leg(k, &mut rng))
+            .collect::<Result<Vec<_>>>()?;
+        store.upsert_legs(&batch)?;
+        i += batch.len() as u64;
+    }
+    let d = t0.elapsed();
+    println!(
+        "inserted {} interactions in batches of 1000 in {:.1} s: {:.0} inserts/s",
+        n - single,
+        d.as_secs_f64(),
+        (n - single) as f64 / d.as_secs_f64()
+    );
+    let t1 = Instant::now();
+    let ids: Vec<i64> = (1..=n as i64).step_by(10).collect();
+    for chunk in ids.chunks(1000) {
+        store.set_tags(chunk, &[vip], &Scope::All)?;
+    }
+    for id in (1..=n as i64).step_by(20) {
+        let text = (0..6)
+            .map(|_| WORDS[rng.gen_range(0..WORDS.len())])
+            .collect::<Vec<_>>()
+            .join(" ");
+        store.add_note(id, &author, &text, &Scope::All)?;
+    }
+    println!("tags and notes in {:.1} s", t1.elapsed().as_secs_f64());
+    // As after a restart of the daemon: opening gathers planner statistics.
+    drop(store);
+    let store = SqliteStore::open(&db)?;
+
+    let base = SearchQuery {
+        sort: "startTime".into(),
+        descending: true,
+        page: 1,
+        page_size: 50,
+        ..Default::default()
+    };
+    let searches: Vec<(&str, MakeQuery<'_>)> = vec![
+        (
+            "date range (7 days) + user + tag",
+            Box::new(|r| {
+                let day = r.gen_range(0..23);
+                let from = Utc
+                    .with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
+                    .single()
+                    .unwrap_or_default()
+                    + chrono::Duration::days(day);
+                SearchQuery {
+                    from: Some(from),
+                    to: Some(from + chrono::Duration::days(7)),
+                    users: vec![format!("user{}@contoso.example", r.gen_range(0..1000))],
+                    tags: vec!["vip".into()],
+                    ..base.clone()
+                }
+            }),
+        ),
+        (
+            "calling party starts with (44123*)",
+            Box::new(|r| SearchQuery {
+                calling: Some(format!("44{:03}*", r.gen_range(0..1000))),
+                ..base.clone()
+            }),
+        ),
+        (
+            "called party contains (5 digits)",
+            Box::new(|r| SearchQuery {
+                called: Some(format!("{:05}", r.gen_range(0..100_000))),
+                ..base.clone()
+            }),
+        ),
+        (
+            "notes word",
+            Box::new(|r| SearchQuery {
+                notes: Some(WORDS[r.gen_range(0..WORDS.len())].into()),
+                ..base.clone()
+            }),
+        ),
+    ];
+    for (name, make) in &searches {
+        let mut times = Vec::with_capacity(runs);
+        let mut total = 0;
+        for _ in 0..runs {
+            let q = make(&mut rng);
+            let t = Instant::now();
+            let page = store.search(&q, &Scope::All)?;
+            times.push(t.elapsed());
+            total += page.total;
+        }
+        times.sort();
+        println!(
+            "{name}: p50 {:.1} ms, p99 {:.1} ms over {runs} runs (mean {} matches)",
+            percentile(&times, 0.5).as_secs_f64() * 1e3,
+            percentile(&times, 0.99).as_secs_f64() * 1e3,
+            total / runs.max(1) as u64
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_small_run_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        super::run(dir.path(), 200, 3).unwrap();
+    }
+}

@@ -1,0 +1,330 @@
+//! The metadata store behind a trait, so that PostgreSQL can follow SQLite (DESIGN.md,
+//! "Defaults and scale"). Methods are synchronous: the HTTP layer calls them on the blocking
+//! pool. Every query is parameterised; text from a request never reaches SQL text.
+
+pub mod schema;
+pub mod sqlite;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditEntry, AuditQuery, NewAudit};
+use crate::model::{
+    CallType, Direction, InteractionDetail, InteractionSummary, LegUpdate, MediaStatus, Note,
+    ReleaseCause, Tag,
+};
+use crate::rbac::{AccessProfile, Scope};
+
+/// What went wrong in the store. `Db` is the only one that is not the caller's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such item (or not visible to the caller).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A uniqueness or state conflict.
+    #[error("{0}")]
+    Conflict(String),
+    /// A value the store refuses.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+/// Shorthand.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Who does something, for notes and saved searches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// Object id.
+    pub oid: String,
+    /// UPN.
+    pub upn: String,
+}
+
+/// The result of posting one leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpsertOutcome {
+    /// The interaction the leg belongs to.
+    pub interaction_id: i64,
+    /// A new interaction was created.
+    pub created_interaction: bool,
+    /// The leg (recording id) was new.
+    pub created_leg: bool,
+}
+
+/// Columns a search may sort on (API name -> SQL column, see `sqlite::SORT_COLUMNS`).
+pub const DEFAULT_SORT: &str = "startTime";
+
+/// A search over interactions: every filter optional and combinable (AND between filters,
+/// OR within a list-valued filter).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// Media status in.
+    pub media_status: Vec<MediaStatus>,
+    /// A target user is one of these (object id or UPN).
+    pub users: Vec<String>,
+    /// A target user is a member of one of these groups.
+    pub groups: Vec<String>,
+    /// Start time at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Start time before.
+    pub to: Option<DateTime<Utc>>,
+    /// Start time of day (UTC, `HH:MM`) at or after.
+    pub time_from: Option<String>,
+    /// Start time of day (UTC, `HH:MM`) before.
+    pub time_to: Option<String>,
+    /// Direction in.
+    pub direction: Vec<Direction>,
+    /// Carries one of these tags (names).
+    pub tags: Vec<String>,
+    /// Called party rule (`732`, `732*`, `*Bill`).
+    pub called: Option<String>,
+    /// Calling party rule.
+    pub calling: Option<String>,
+    /// Answering party rule.
+    pub answered: Option<String>,
+    /// A participant whose name, UPN or number contains this.
+    pub participant: Option<String>,
+    /// Call type in.
+    pub call_type: Vec<CallType>,
+    /// Release cause in.
+    pub release_cause: Vec<ReleaseCause>,
+    /// A note holds all these words (whole words).
+    pub notes: Option<String>,
+    /// Only these interactions (a selection).
+    pub ids: Vec<i64>,
+    /// Sort column (API name).
+    pub sort: String,
+    /// Descending order.
+    pub descending: bool,
+    /// 1-based page.
+    pub page: u32,
+    /// Rows per page.
+    pub page_size: u32,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    /// Matching rows in all.
+    pub total: u64,
+    /// This page (1-based).
+    pub page: u32,
+    /// Page size.
+    pub page_size: u32,
+    /// The rows.
+    pub items: Vec<T>,
+}
+
+/// A directory import shaped like Entra ID's `/users` and `/groups/{id}/members`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DirectoryImport {
+    /// Users.
+    #[serde(default)]
+    pub users: Vec<DirectoryUser>,
+    /// Groups with their members.
+    #[serde(default)]
+    pub groups: Vec<DirectoryGroup>,
+}
+
+/// An Entra-like user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DirectoryUser {
+    /// Object id.
+    pub id: String,
+    /// UPN.
+    pub user_principal_name: String,
+    /// Display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Recording profile name.
+    #[serde(default)]
+    pub recording_profile: Option<String>,
+}
+
+/// An Entra-like group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DirectoryGroup {
+    /// Object id.
+    pub id: String,
+    /// Name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Members (`{"@odata.type": "#microsoft.graph.user", "id": ...}`).
+    #[serde(default)]
+    pub members: Vec<DirectoryMember>,
+}
+
+/// A group member reference.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryMember {
+    /// Object id.
+    pub id: String,
+    /// Graph type: accepted so that a Graph `members` export imports as it is; not used.
+    #[allow(dead_code)]
+    #[serde(rename = "@odata.type", default)]
+    pub odata_type: Option<String>,
+}
+
+/// A user as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// Object id.
+    pub oid: String,
+    /// UPN.
+    pub upn: String,
+    /// Display name.
+    pub display_name: String,
+    /// Group ids.
+    pub groups: Vec<String>,
+    /// Recording profile.
+    pub recording_profile: Option<String>,
+    /// On legal hold.
+    pub legal_hold: bool,
+}
+
+/// A saved search of one user: a name and the query string of `GET /interactions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedSearch {
+    /// Id.
+    pub id: i64,
+    /// Name, unique per user.
+    pub name: String,
+    /// The search's query string.
+    pub query: String,
+    /// Created.
+    pub created_at: String,
+}
+
+/// What a deletion removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DeletionScope {
+    /// The interaction's metadata and its media.
+    MetadataAndMedia,
+    /// The media only; the metadata stays (media status Deleted).
+    MediaOnly,
+}
+
+impl DeletionScope {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeletionScope::MetadataAndMedia => "metadataAndMedia",
+            DeletionScope::MediaOnly => "mediaOnly",
+        }
+    }
+}
+
+/// A recorded deletion request, executed by the next retention cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletionRequest {
+    /// Id.
+    pub id: i64,
+    /// The interaction.
+    pub interaction_id: i64,
+    /// What goes.
+    pub scope: DeletionScope,
+    /// Who authorised it (free text, e.g. the data protection officer).
+    pub authorized_by: String,
+    /// Why.
+    pub note: String,
+    /// Who asked (UPN).
+    pub requested_by: String,
+    /// When.
+    pub requested_at: String,
+}
+
+/// The metadata store.
+pub trait Store: Send + Sync {
+    /// Creates or updates the leg `leg.recording_id`, attaching it to its interaction.
+    fn upsert_leg(&self, leg: &LegUpdate) -> StoreResult<UpsertOutcome>;
+    /// Upserts several legs in one transaction, all or nothing (bulk loads; fewer commits).
+    fn upsert_legs(&self, legs: &[LegUpdate]) -> StoreResult<Vec<UpsertOutcome>>;
+    /// Searches within `scope`.
+    fn search(&self, q: &SearchQuery, scope: &Scope) -> StoreResult<Page<InteractionSummary>>;
+    /// One interaction, `None` when absent or outside `scope`.
+    fn get(&self, id: i64, scope: &Scope) -> StoreResult<Option<InteractionDetail>>;
+
+    /// Records a deletion request for a visible interaction. Refused (`Conflict`) while one of
+    /// its recorded users is on legal hold or a request is already pending.
+    fn request_deletion(
+        &self,
+        id: i64,
+        scope: DeletionScope,
+        authorized_by: &str,
+        note: &str,
+        by: &Actor,
+        visible_to: &Scope,
+    ) -> StoreResult<DeletionRequest>;
+
+    /// Every tag.
+    fn tags(&self) -> StoreResult<Vec<Tag>>;
+    /// Creates a tag (unique name).
+    fn create_tag(&self, name: &str, description: &str) -> StoreResult<Tag>;
+    /// Renames or redescribes a tag.
+    fn update_tag(&self, id: i64, name: &str, description: &str) -> StoreResult<Tag>;
+    /// Deletes a tag (and its assignments).
+    fn delete_tag(&self, id: i64) -> StoreResult<()>;
+    /// Replaces the tags of every interaction of `ids` by `tag_ids`; all or nothing: an
+    /// interaction outside `scope` or an unknown tag changes nothing.
+    fn set_tags(&self, ids: &[i64], tag_ids: &[i64], scope: &Scope) -> StoreResult<()>;
+
+    /// Adds a note to a visible interaction.
+    fn add_note(&self, id: i64, author: &Actor, text: &str, scope: &Scope) -> StoreResult<Note>;
+    /// A note of a visible interaction.
+    fn note(&self, id: i64, note_id: i64, scope: &Scope) -> StoreResult<Option<Note>>;
+    /// Deletes a note.
+    fn delete_note(&self, id: i64, note_id: i64) -> StoreResult<()>;
+
+    /// Replaces the directory's users and groups by `d` (users missing from it are kept, with
+    /// no groups, because their calls stay until their retention ends).
+    fn import_directory(&self, d: &DirectoryImport) -> StoreResult<(usize, usize)>;
+    /// Every user.
+    fn users(&self) -> StoreResult<Vec<User>>;
+    /// The groups of a user (directory membership).
+    fn user_groups(&self, oid: &str) -> StoreResult<Vec<String>>;
+    /// Object ids and UPNs of the members of `groups`.
+    fn group_members(&self, groups: &[String]) -> StoreResult<(Vec<String>, Vec<String>)>;
+    /// Sets a user's legal hold.
+    fn set_legal_hold(&self, oid: &str, on: bool) -> StoreResult<()>;
+
+    /// Every access profile.
+    fn access_profiles(&self) -> StoreResult<Vec<AccessProfile>>;
+    /// Creates (`id == 0`) or replaces an access profile.
+    fn put_access_profile(&self, p: &AccessProfile) -> StoreResult<AccessProfile>;
+    /// Deletes an access profile.
+    fn delete_access_profile(&self, id: i64) -> StoreResult<()>;
+
+    /// A user's saved searches.
+    fn saved_searches(&self, owner: &str) -> StoreResult<Vec<SavedSearch>>;
+    /// Saves a search.
+    fn save_search(&self, owner: &str, name: &str, query: &str) -> StoreResult<SavedSearch>;
+    /// Deletes one of the owner's saved searches.
+    fn delete_saved_search(&self, owner: &str, id: i64) -> StoreResult<()>;
+
+    /// Appends to the audit trail (chained to the previous entry).
+    fn audit_append(&self, e: &NewAudit) -> StoreResult<AuditEntry>;
+    /// Searches the audit trail.
+    fn audit_search(&self, q: &AuditQuery) -> StoreResult<Page<AuditEntry>>;
+    /// Every audit entry in order, for verification.
+    fn audit_all(&self) -> StoreResult<Vec<AuditEntry>>;
+}

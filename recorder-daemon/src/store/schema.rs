@@ -1,0 +1,240 @@
+//! SQLite schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+//! A migration is never edited once released: a change is a new entry.
+
+use rusqlite::Connection;
+
+use super::StoreResult;
+
+/// The migrations, oldest first.
+pub const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE interactions (
+    id INTEGER PRIMARY KEY,
+    pairing_key TEXT NOT NULL,
+    call_id TEXT NOT NULL DEFAULT '',
+    target_display_name TEXT NOT NULL DEFAULT '',
+    target_upn TEXT NOT NULL DEFAULT '',
+    on_behalf_of TEXT NOT NULL DEFAULT '',
+    transferred_by TEXT NOT NULL DEFAULT '',
+    transferred_to TEXT NOT NULL DEFAULT '',
+    called_party TEXT NOT NULL DEFAULT '',
+    called_party_key TEXT NOT NULL DEFAULT '',
+    calling_party TEXT NOT NULL DEFAULT '',
+    calling_party_key TEXT NOT NULL DEFAULT '',
+    answered_by TEXT NOT NULL DEFAULT '',
+    answered_by_key TEXT NOT NULL DEFAULT '',
+    answered_time TEXT,
+    start_time TEXT NOT NULL,
+    release_time TEXT,
+    sip_call_id TEXT NOT NULL DEFAULT '',
+    sys_call_id TEXT NOT NULL DEFAULT '',
+    direction TEXT NOT NULL DEFAULT '',
+    call_type TEXT NOT NULL DEFAULT '',
+    release_cause TEXT NOT NULL DEFAULT '',
+    media_status TEXT NOT NULL DEFAULT '',
+    expiration TEXT,
+    queue_name TEXT NOT NULL DEFAULT '',
+    double_recording_type TEXT NOT NULL DEFAULT '',
+    paired_call TEXT NOT NULL DEFAULT '',
+    profile TEXT NOT NULL DEFAULT '',
+    wait_time_ms INTEGER,
+    hold_time_ms INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX interactions_start ON interactions(start_time);
+CREATE INDEX interactions_pairing ON interactions(pairing_key);
+CREATE INDEX interactions_status ON interactions(media_status, start_time);
+
+CREATE TABLE legs (
+    id INTEGER PRIMARY KEY,
+    interaction_id INTEGER NOT NULL REFERENCES interactions(id) ON DELETE CASCADE,
+    recording_id TEXT NOT NULL UNIQUE,
+    bot_role TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    media_status TEXT NOT NULL,
+    media_path TEXT,
+    body TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX legs_interaction ON legs(interaction_id);
+
+CREATE TABLE interaction_targets (
+    interaction_id INTEGER NOT NULL REFERENCES interactions(id) ON DELETE CASCADE,
+    oid TEXT NOT NULL,
+    upn TEXT NOT NULL
+);
+CREATE INDEX targets_interaction ON interaction_targets(interaction_id);
+CREATE INDEX targets_oid ON interaction_targets(oid);
+CREATE INDEX targets_upn ON interaction_targets(upn);
+
+CREATE TABLE interaction_participants (
+    interaction_id INTEGER NOT NULL REFERENCES interactions(id) ON DELETE CASCADE,
+    participant_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    upn TEXT NOT NULL,
+    number TEXT NOT NULL,
+    join_time TEXT,
+    leave_time TEXT
+);
+CREATE INDEX participants_interaction ON interaction_participants(interaction_id);
+
+CREATE TABLE tags (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    description TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE interaction_tags (
+    interaction_id INTEGER NOT NULL REFERENCES interactions(id) ON DELETE CASCADE,
+    tag_id INTEGER NOT NULL REFERENCES tags(id) ON DELETE CASCADE,
+    PRIMARY KEY (interaction_id, tag_id)
+);
+CREATE INDEX interaction_tags_tag ON interaction_tags(tag_id);
+
+CREATE TABLE notes (
+    id INTEGER PRIMARY KEY,
+    interaction_id INTEGER NOT NULL REFERENCES interactions(id) ON DELETE CASCADE,
+    author_oid TEXT NOT NULL,
+    author_upn TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX notes_interaction ON notes(interaction_id);
+CREATE VIRTUAL TABLE notes_fts USING fts5(text, content='notes', content_rowid='id');
+CREATE TRIGGER notes_ai AFTER INSERT ON notes BEGIN
+    INSERT INTO notes_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER notes_ad AFTER DELETE ON notes BEGIN
+    INSERT INTO notes_fts(notes_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+
+CREATE TABLE users (
+    oid TEXT PRIMARY KEY,
+    upn TEXT NOT NULL,
+    display_name TEXT NOT NULL DEFAULT '',
+    recording_profile TEXT,
+    legal_hold INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX users_upn ON users(upn COLLATE NOCASE);
+CREATE TABLE groups (
+    id TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE group_members (
+    group_id TEXT NOT NULL,
+    oid TEXT NOT NULL,
+    PRIMARY KEY (group_id, oid)
+);
+CREATE INDEX group_members_oid ON group_members(oid);
+
+CREATE TABLE access_profiles (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    body TEXT NOT NULL
+);
+
+CREATE TABLE saved_searches (
+    id INTEGER PRIMARY KEY,
+    owner_oid TEXT NOT NULL,
+    name TEXT NOT NULL,
+    query TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (owner_oid, name)
+);
+
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    user_oid TEXT NOT NULL,
+    user_upn TEXT NOT NULL,
+    action TEXT NOT NULL,
+    item_type TEXT NOT NULL,
+    item TEXT NOT NULL,
+    description TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_at ON audit(at);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN
+    SELECT RAISE(ABORT, 'the audit trail is append-only');
+END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN
+    SELECT RAISE(ABORT, 'the audit trail is append-only');
+END;
+"#,
+    // Deletion requests: recorded now, executed by the retention cycle.
+    r#"
+CREATE TABLE deletion_requests (
+    id INTEGER PRIMARY KEY,
+    interaction_id INTEGER NOT NULL REFERENCES interactions(id) ON DELETE CASCADE,
+    scope TEXT NOT NULL,
+    authorized_by TEXT NOT NULL,
+    note TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    executed_at TEXT
+);
+CREATE UNIQUE INDEX deletion_pending ON deletion_requests(interaction_id) WHERE executed_at IS NULL;
+"#,
+    // The party "starts with" rule (`732*`) is a case-insensitive LIKE prefix: SQLite runs it
+    // as an index range only on a NOCASE index.
+    r#"
+CREATE INDEX interactions_calling_key ON interactions(calling_party_key COLLATE NOCASE);
+CREATE INDEX interactions_called_key ON interactions(called_party_key COLLATE NOCASE);
+CREATE INDEX interactions_answered_key ON interactions(answered_by_key COLLATE NOCASE);
+"#,
+    // The party "contains" rule (`732`) as a substring search: FTS5 trigrams of the party keys,
+    // kept by the store beside each interaction (rowid = interaction id).
+    r#"
+CREATE VIRTUAL TABLE party_trgm USING fts5(called, calling, answered, tokenize = 'trigram');
+INSERT INTO party_trgm (rowid, called, calling, answered)
+    SELECT id, called_party_key, calling_party_key, answered_by_key FROM interactions;
+"#,
+];
+
+/// Applies the migrations not yet applied, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if done > MIGRATIONS.len() {
+        return Err(super::StoreError::Db(format!(
+            "the database has schema version {done}, newer than this binary's {}",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_run_once_and_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut c = Connection::open(&path).unwrap();
+        // A database left at the first version gets the later ones.
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        migrate(&mut c).unwrap();
+        let v: usize = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len());
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM deletion_requests", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        migrate(&mut c).unwrap();
+        c.pragma_update(None, "user_version", MIGRATIONS.len() + 1)
+            .unwrap();
+        assert!(migrate(&mut c).is_err());
+    }
+}

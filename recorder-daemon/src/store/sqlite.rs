@@ -1,0 +1,1361 @@
+//! The embedded store: SQLite (bundled), WAL, one connection behind a mutex. Writes are short
+//! transactions; a read pool is the next step when searches must run alongside ingest.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
+
+use super::*;
+use crate::audit::GENESIS;
+use crate::model::{fmt_time, BotRole, Leg, Party};
+
+/// API sort names and their SQL columns; nothing else reaches `ORDER BY`.
+pub const SORT_COLUMNS: &[(&str, &str)] = &[
+    ("id", "i.id"),
+    ("callId", "i.call_id"),
+    ("targetDisplayName", "i.target_display_name"),
+    ("targetUpn", "i.target_upn"),
+    ("onBehalfOf", "i.on_behalf_of"),
+    ("transferredBy", "i.transferred_by"),
+    ("transferredTo", "i.transferred_to"),
+    ("calledParty", "i.called_party"),
+    ("callingParty", "i.calling_party"),
+    ("answeredBy", "i.answered_by"),
+    ("answeredTime", "i.answered_time"),
+    ("startTime", "i.start_time"),
+    ("releaseTime", "i.release_time"),
+    ("sipCallId", "i.sip_call_id"),
+    ("sysCallId", "i.sys_call_id"),
+    ("direction", "i.direction"),
+    ("callType", "i.call_type"),
+    ("releaseCause", "i.release_cause"),
+    ("mediaStatus", "i.media_status"),
+    ("expiration", "i.expiration"),
+    ("queueName", "i.queue_name"),
+    ("doubleRecordingType", "i.double_recording_type"),
+    ("pairedCall", "i.paired_call"),
+    ("profile", "i.profile"),
+    ("waitTimeMs", "i.wait_time_ms"),
+    ("holdTimeMs", "i.hold_time_ms"),
+];
+
+/// How far apart the start times of the two bots' legs of one call may be. Both bots are
+/// invited by the same call within seconds; a transfer leg (same pairing key, same role) is
+/// told apart by its role, a later call of the same chain by this window.
+const PAIR_WINDOW_SECS: i64 = 120;
+
+const SUMMARY_COLUMNS: &str =
+    "i.id, i.pairing_key, i.call_id, i.target_display_name, i.target_upn, \
+    i.on_behalf_of, i.transferred_by, i.transferred_to, i.called_party, i.calling_party, \
+    i.answered_by, i.answered_time, i.start_time, i.release_time, i.sip_call_id, i.sys_call_id, \
+    i.direction, i.call_type, i.release_cause, i.media_status, i.expiration, i.queue_name, \
+    i.double_recording_type, i.paired_call, i.profile, i.wait_time_ms, i.hold_time_ms";
+
+/// SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating) the database at `path`, in WAL mode, and migrates it.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).map_err(|e| StoreError::Db(e.to_string()))?;
+        }
+        Self::init(Connection::open(path)?)
+    }
+
+    /// An in-memory database (tests).
+    #[cfg(test)]
+    pub fn in_memory() -> StoreResult<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> StoreResult<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // 64 MiB of page cache: the default 2 MiB thrashes on the random-key indexes of a
+        // store with a million calls.
+        conn.pragma_update(None, "cache_size", -65536)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        schema::migrate(&mut conn)?;
+        // Planner statistics for the tables that changed a lot since they were last gathered
+        // (cheap when nothing did); without them a search may walk the start-time index
+        // instead of a selective filter's.
+        conn.execute_batch("PRAGMA optimize=0x10002;")?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> StoreResult<std::sync::MutexGuard<'_, Connection>> {
+        self.conn
+            .lock()
+            .map_err(|_| StoreError::Db("connection lock poisoned".into()))
+    }
+}
+
+/// Executes through the statement cache: the ingest path runs the same few statements for
+/// every post, and compiling them each time costs more than running them.
+fn exec(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(p)
+}
+
+fn now() -> String {
+    fmt_time(&Utc::now())
+}
+
+/// Escapes `%`, `_` and `\` for `LIKE ... ESCAPE '\'`.
+fn like_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            o.push('\\');
+        }
+        o.push(c);
+    }
+    o
+}
+
+fn contains(s: &str) -> Value {
+    Value::Text(format!("%{}%", like_escape(s)))
+}
+
+/// The party rules: `*Bill` a name containing Bill, `732*` a number starting with 732, `732`
+/// a number containing 732.
+fn party_rule(label_col: &str, key_col: &str, rule: &str, params: &mut Vec<Value>) -> String {
+    if let Some(name) = rule.strip_prefix('*') {
+        params.push(contains(name));
+        format!("{label_col} LIKE ? ESCAPE '\\'")
+    } else if let Some(prefix) = rule.strip_suffix('*') {
+        params.push(Value::Text(format!("{}%", like_escape(prefix))));
+        format!("{key_col} LIKE ? ESCAPE '\\'")
+    } else if rule.chars().count() >= 3 {
+        // Three characters or more: the trigram index finds the substring without a scan.
+        let column = match key_col {
+            "i.called_party_key" => "called",
+            "i.calling_party_key" => "calling",
+            _ => "answered",
+        };
+        params.push(Value::Text(format!(
+            "{column} : \"{}\"",
+            rule.replace('"', "\"\"")
+        )));
+        "i.id IN (SELECT rowid FROM party_trgm WHERE party_trgm MATCH ?)".to_string()
+    } else {
+        params.push(contains(rule));
+        format!("{key_col} LIKE ? ESCAPE '\\'")
+    }
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
+/// An FTS5 query matching notes that hold every word of `text` as a whole word. Each word is
+/// quoted, so FTS syntax in the input is only ever text.
+pub fn fts_words(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{w}\""))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+/// Appends the `scope` restriction.
+fn scope_clause(scope: &Scope, wh: &mut Vec<String>, params: &mut Vec<Value>) {
+    match scope {
+        Scope::All => {}
+        Scope::Nothing => wh.push("0".into()),
+        Scope::Users { oids, upns } => {
+            let mut sel = Vec::new();
+            if !oids.is_empty() {
+                sel.push(format!(
+                    "SELECT interaction_id FROM interaction_targets WHERE oid IN ({})",
+                    placeholders(oids.len())
+                ));
+                params.extend(oids.iter().map(|s| Value::Text(s.clone())));
+            }
+            if !upns.is_empty() {
+                sel.push(format!(
+                    "SELECT interaction_id FROM interaction_targets WHERE upn IN ({})",
+                    placeholders(upns.len())
+                ));
+                params.extend(upns.iter().map(|s| Value::Text(s.to_lowercase())));
+            }
+            if sel.is_empty() {
+                wh.push("0".into());
+            } else {
+                wh.push(format!("i.id IN ({})", sel.join(" UNION ")));
+            }
+        }
+    }
+}
+
+fn build_where(q: &SearchQuery, scope: &Scope) -> StoreResult<(String, Vec<Value>)> {
+    let mut wh: Vec<String> = Vec::new();
+    let mut p: Vec<Value> = Vec::new();
+    scope_clause(scope, &mut wh, &mut p);
+    let mut text_in = |col: &str, vals: Vec<&'static str>, wh: &mut Vec<String>| {
+        if !vals.is_empty() {
+            wh.push(format!("{col} IN ({})", placeholders(vals.len())));
+            p.extend(vals.into_iter().map(|s| Value::Text(s.into())));
+        }
+    };
+    text_in(
+        "i.media_status",
+        q.media_status.iter().map(|s| s.as_str()).collect(),
+        &mut wh,
+    );
+    text_in(
+        "i.direction",
+        q.direction.iter().map(|s| s.as_str()).collect(),
+        &mut wh,
+    );
+    text_in(
+        "i.call_type",
+        q.call_type.iter().map(|s| s.as_str()).collect(),
+        &mut wh,
+    );
+    text_in(
+        "i.release_cause",
+        q.release_cause.iter().map(|s| s.as_str()).collect(),
+        &mut wh,
+    );
+    if !q.ids.is_empty() {
+        wh.push(format!("i.id IN ({})", placeholders(q.ids.len())));
+        p.extend(q.ids.iter().map(|i| Value::Integer(*i)));
+    }
+    if !q.users.is_empty() {
+        let n = placeholders(q.users.len());
+        wh.push(format!(
+            "i.id IN (SELECT interaction_id FROM interaction_targets WHERE oid IN ({n}) \
+             UNION SELECT interaction_id FROM interaction_targets WHERE upn IN ({n}))"
+        ));
+        p.extend(q.users.iter().map(|s| Value::Text(s.clone())));
+        p.extend(q.users.iter().map(|s| Value::Text(s.to_lowercase())));
+    }
+    if !q.groups.is_empty() {
+        let n = placeholders(q.groups.len());
+        wh.push(format!(
+            "EXISTS (SELECT 1 FROM interaction_targets t WHERE t.interaction_id = i.id AND \
+             (t.oid IN (SELECT oid FROM group_members WHERE group_id IN ({n})) OR \
+              t.upn IN (SELECT lower(u.upn) FROM users u JOIN group_members gm ON gm.oid = u.oid WHERE gm.group_id IN ({n}))))"
+        ));
+        p.extend(q.groups.iter().map(|s| Value::Text(s.clone())));
+        p.extend(q.groups.iter().map(|s| Value::Text(s.clone())));
+    }
+    if let Some(f) = &q.from {
+        wh.push("i.start_time >= ?".into());
+        p.push(Value::Text(fmt_time(f)));
+    }
+    if let Some(t) = &q.to {
+        wh.push("i.start_time < ?".into());
+        p.push(Value::Text(fmt_time(t)));
+    }
+    // Stored times are `YYYY-MM-DDTHH:MM:SS.sssZ`: characters 12..16 are the time of day.
+    if let Some(t) = &q.time_from {
+        wh.push("substr(i.start_time, 12, 5) >= ?".into());
+        p.push(Value::Text(t.clone()));
+    }
+    if let Some(t) = &q.time_to {
+        wh.push("substr(i.start_time, 12, 5) < ?".into());
+        p.push(Value::Text(t.clone()));
+    }
+    if !q.tags.is_empty() {
+        // Correlated on the (interaction, tag) key: ten times faster than a list of every
+        // tagged call when another filter is selective, and no slower alone (measured at 1M).
+        wh.push(format!(
+            "EXISTS (SELECT 1 FROM interaction_tags it WHERE it.interaction_id = i.id AND \
+             it.tag_id IN (SELECT id FROM tags WHERE name IN ({})))",
+            placeholders(q.tags.len())
+        ));
+        p.extend(q.tags.iter().map(|s| Value::Text(s.clone())));
+    }
+    if let Some(r) = &q.called {
+        wh.push(party_rule(
+            "i.called_party",
+            "i.called_party_key",
+            r,
+            &mut p,
+        ));
+    }
+    if let Some(r) = &q.calling {
+        wh.push(party_rule(
+            "i.calling_party",
+            "i.calling_party_key",
+            r,
+            &mut p,
+        ));
+    }
+    if let Some(r) = &q.answered {
+        wh.push(party_rule("i.answered_by", "i.answered_by_key", r, &mut p));
+    }
+    if let Some(s) = &q.participant {
+        wh.push(
+            "EXISTS (SELECT 1 FROM interaction_participants ip WHERE ip.interaction_id = i.id AND \
+             (ip.display_name LIKE ? ESCAPE '\\' OR ip.upn LIKE ? ESCAPE '\\' OR ip.number LIKE ? ESCAPE '\\'))"
+                .into(),
+        );
+        for _ in 0..3 {
+            p.push(contains(s));
+        }
+    }
+    if let Some(n) = &q.notes {
+        let m =
+            fts_words(n).ok_or_else(|| StoreError::Invalid("notes: no word to look for".into()))?;
+        wh.push(
+            "i.id IN (SELECT n.interaction_id FROM notes n JOIN notes_fts f ON f.rowid = n.id \
+             WHERE notes_fts MATCH ?)"
+                .into(),
+        );
+        p.push(Value::Text(m));
+    }
+    let sql = if wh.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", wh.join(" AND "))
+    };
+    Ok((sql, p))
+}
+
+fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InteractionSummary> {
+    Ok(InteractionSummary {
+        id: r.get(0)?,
+        pairing_key: r.get(1)?,
+        call_id: r.get(2)?,
+        target_display_name: r.get(3)?,
+        target_upn: r.get(4)?,
+        on_behalf_of: r.get(5)?,
+        transferred_by: r.get(6)?,
+        transferred_to: r.get(7)?,
+        called_party: r.get(8)?,
+        calling_party: r.get(9)?,
+        answered_by: r.get(10)?,
+        answered_time: r.get(11)?,
+        start_time: r.get(12)?,
+        release_time: r.get(13)?,
+        sip_call_id: r.get(14)?,
+        sys_call_id: r.get(15)?,
+        direction: r.get(16)?,
+        call_type: r.get(17)?,
+        release_cause: r.get(18)?,
+        media_status: r.get(19)?,
+        expiration: r.get(20)?,
+        queue_name: r.get(21)?,
+        double_recording_type: r.get(22)?,
+        paired_call: r.get(23)?,
+        profile: r.get(24)?,
+        wait_time_ms: r.get(25)?,
+        hold_time_ms: r.get(26)?,
+        participants: Vec::new(),
+        tags: Vec::new(),
+        notes: Vec::new(),
+    })
+}
+
+/// Fills participants, tags and notes of a page of rows.
+fn fill_lists(conn: &Connection, rows: &mut [InteractionSummary]) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Value> = rows.iter().map(|r| Value::Integer(r.id)).collect();
+    let n = placeholders(ids.len());
+    let index: HashMap<i64, usize> = rows.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+    let mut fill = |sql: String, which: u8| -> StoreResult<()> {
+        let mut st = conn.prepare(&sql)?;
+        let mut q = st.query(params_from_iter(ids.iter()))?;
+        while let Some(r) = q.next()? {
+            let id: i64 = r.get(0)?;
+            let v: String = r.get(1)?;
+            if let Some(&i) = index.get(&id) {
+                match which {
+                    0 => rows[i].participants.push(v),
+                    1 => rows[i].tags.push(v),
+                    _ => rows[i].notes.push(v),
+                }
+            }
+        }
+        Ok(())
+    };
+    fill(
+        format!(
+            "SELECT interaction_id, CASE WHEN display_name <> '' THEN display_name WHEN upn <> '' THEN upn ELSE number END \
+             FROM interaction_participants WHERE interaction_id IN ({n}) ORDER BY rowid"
+        ),
+        0,
+    )?;
+    fill(
+        format!(
+            "SELECT it.interaction_id, t.name FROM interaction_tags it JOIN tags t ON t.id = it.tag_id \
+             WHERE it.interaction_id IN ({n}) ORDER BY t.name"
+        ),
+        1,
+    )?;
+    fill(
+        format!("SELECT interaction_id, text FROM notes WHERE interaction_id IN ({n}) ORDER BY id"),
+        2,
+    )?;
+    Ok(())
+}
+
+fn party_cols(p: &Option<Party>) -> (String, String) {
+    p.as_ref().map(|p| (p.label(), p.key())).unwrap_or_default()
+}
+
+/// Media status of an interaction from its legs: recording while one leg records, available
+/// when one leg has media, then the most hopeful of the rest.
+fn aggregate_status(legs: &[(BotRole, LegUpdate)]) -> MediaStatus {
+    use MediaStatus::*;
+    for s in [Recording, Available, Pending, Failed, Unavailable, Deleted] {
+        if legs.iter().any(|(_, l)| l.media_status == s) {
+            return s;
+        }
+    }
+    Unavailable
+}
+
+/// Rewrites the interaction's columns, targets and participants from its legs.
+fn recompute(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
+    let mut legs: Vec<(BotRole, LegUpdate)> = Vec::new();
+    {
+        let mut st =
+            tx.prepare_cached("SELECT bot_role, body FROM legs WHERE interaction_id = ?")?;
+        let mut rows = st.query([id])?;
+        while let Some(r) = rows.next()? {
+            let role: String = r.get(0)?;
+            let body: String = r.get(1)?;
+            let leg: LegUpdate =
+                serde_json::from_str(&body).map_err(|e| StoreError::Db(e.to_string()))?;
+            legs.push((BotRole::parse(&role).unwrap_or(BotRole::Primary), leg));
+        }
+    }
+    let Some(rep) = legs
+        .iter()
+        .find(|(r, _)| *r == BotRole::Primary)
+        .or(legs.first())
+        .map(|(_, l)| l.clone())
+    else {
+        return Ok(());
+    };
+    let paired_call = legs
+        .iter()
+        .find(|(r, _)| *r == BotRole::Paired)
+        .map(|(_, l)| l.call_id.clone())
+        .unwrap_or_default();
+    let current: String = tx
+        .prepare_cached("SELECT media_status FROM interactions WHERE id = ?")?
+        .query_row([id], |r| r.get(0))?;
+    // Deletion is the store's decision; a late update from a bot does not undo it.
+    let status = if current == MediaStatus::Deleted.as_str() {
+        MediaStatus::Deleted
+    } else {
+        aggregate_status(&legs)
+    };
+    let target = rep.targets.first().cloned().unwrap_or_default();
+    let (called, called_key) = party_cols(&rep.called_party);
+    let (calling, calling_key) = party_cols(&rep.calling_party);
+    let (answered, answered_key) = party_cols(&rep.answered_by);
+    let expiration = rep
+        .expiration
+        .or_else(|| {
+            (rep.retention_days > 0)
+                .then(|| rep.start_time + Duration::days(rep.retention_days as i64))
+        })
+        .map(|t| fmt_time(&t));
+    exec(
+        tx,
+        "UPDATE interactions SET call_id = ?1, target_display_name = ?2, target_upn = ?3, \
+         on_behalf_of = ?4, transferred_by = ?5, transferred_to = ?6, called_party = ?7, \
+         called_party_key = ?8, calling_party = ?9, calling_party_key = ?10, answered_by = ?11, \
+         answered_by_key = ?12, answered_time = ?13, start_time = ?14, release_time = ?15, \
+         sip_call_id = ?16, sys_call_id = ?17, direction = ?18, call_type = ?19, \
+         release_cause = ?20, media_status = ?21, expiration = ?22, queue_name = ?23, \
+         double_recording_type = ?24, paired_call = ?25, profile = ?26, wait_time_ms = ?27, \
+         hold_time_ms = ?28, updated_at = ?29 WHERE id = ?30",
+        params![
+            rep.call_id,
+            target.display_name.clone().unwrap_or_default(),
+            target.upn.clone().unwrap_or_default(),
+            party_cols(&rep.on_behalf_of).0,
+            party_cols(&rep.transferred_by).0,
+            party_cols(&rep.transferred_to).0,
+            called,
+            called_key,
+            calling,
+            calling_key,
+            answered,
+            answered_key,
+            rep.answered_time.as_ref().map(fmt_time),
+            fmt_time(&rep.start_time),
+            rep.release_time.as_ref().map(fmt_time),
+            rep.sip_call_id.clone().unwrap_or_default(),
+            rep.sys_call_id.clone().unwrap_or_default(),
+            rep.direction.as_str(),
+            rep.call_type.as_str(),
+            rep.release_cause.map(|c| c.as_str()).unwrap_or(""),
+            status.as_str(),
+            expiration,
+            rep.queue_name.clone().unwrap_or_default(),
+            rep.double_recording_type,
+            paired_call,
+            rep.profile,
+            rep.wait_time_ms.map(|v| v.min(i64::MAX as u64) as i64),
+            rep.hold_time_ms.min(i64::MAX as u64) as i64,
+            now(),
+            id
+        ],
+    )?;
+    exec(tx, "DELETE FROM party_trgm WHERE rowid = ?", [id])?;
+    exec(
+        tx,
+        "INSERT INTO party_trgm (rowid, called, calling, answered) VALUES (?, ?, ?, ?)",
+        params![id, called_key, calling_key, answered_key],
+    )?;
+    exec(
+        tx,
+        "DELETE FROM interaction_targets WHERE interaction_id = ?",
+        [id],
+    )?;
+    for t in &rep.targets {
+        exec(
+            tx,
+            "INSERT INTO interaction_targets (interaction_id, oid, upn) VALUES (?, ?, ?)",
+            params![
+                id,
+                t.id.clone().unwrap_or_default(),
+                t.upn.clone().unwrap_or_default().to_lowercase()
+            ],
+        )?;
+    }
+    exec(
+        tx,
+        "DELETE FROM interaction_participants WHERE interaction_id = ?",
+        [id],
+    )?;
+    for p in &rep.participants {
+        exec(tx,
+            "INSERT INTO interaction_participants (interaction_id, participant_id, kind, display_name, upn, number, join_time, leave_time) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            params![
+                id,
+                p.participant_id,
+                p.party.kind,
+                p.party.display_name.clone().unwrap_or_default(),
+                p.party.upn.clone().unwrap_or_default(),
+                p.party.number.clone().unwrap_or_default(),
+                p.join_time.as_ref().map(fmt_time),
+                p.leave_time.as_ref().map(fmt_time),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+fn visible(tx: &Connection, id: i64, scope: &Scope) -> StoreResult<bool> {
+    let mut wh = vec!["i.id = ?".to_string()];
+    let mut p = vec![Value::Integer(id)];
+    scope_clause(scope, &mut wh, &mut p);
+    let sql = format!("SELECT 1 FROM interactions i WHERE {}", wh.join(" AND "));
+    Ok(tx
+        .query_row(&sql, params_from_iter(p.iter()), |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn note_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Note> {
+    Ok(Note {
+        id: r.get(0)?,
+        interaction_id: r.get(1)?,
+        author_oid: r.get(2)?,
+        author_upn: r.get(3)?,
+        created_at: r.get(4)?,
+        text: r.get(5)?,
+    })
+}
+
+fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        user_oid: r.get(2)?,
+        user_upn: r.get(3)?,
+        action: r.get(4)?,
+        item_type: r.get(5)?,
+        item: r.get(6)?,
+        description: r.get(7)?,
+        prev_hash: r.get(8)?,
+        hash: r.get(9)?,
+    })
+}
+
+fn unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+fn page_bounds(page: u32, page_size: u32) -> (u32, u32, i64) {
+    let page = page.max(1);
+    let size = page_size.clamp(1, 10_000);
+    (page, size, (page as i64 - 1) * size as i64)
+}
+
+/// Creates or updates one leg inside `tx` (see [`Store::upsert_leg`]).
+fn upsert_in(tx: &Transaction<'_>, leg: &LegUpdate) -> StoreResult<UpsertOutcome> {
+    let body = serde_json::to_string(leg).map_err(|e| StoreError::Db(e.to_string()))?;
+    let existing: Option<(i64, String, Option<String>)> = tx
+        .prepare_cached(
+            "SELECT interaction_id, bot_role, media_path FROM legs WHERE recording_id = ?",
+        )?
+        .query_row([&leg.recording_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let outcome = if let Some((iid, role, old_path)) = existing {
+        if role != leg.bot_role.as_str() {
+            return Err(StoreError::Conflict(format!(
+                "recording {} was posted as {role}, not {}",
+                leg.recording_id,
+                leg.bot_role.as_str()
+            )));
+        }
+        // A metadata update without a media path keeps the one the uploader set.
+        let path = leg.media_path.clone().or(old_path);
+        exec(tx,
+            "UPDATE legs SET call_id = ?, media_status = ?, media_path = ?, body = ?, updated_at = ? WHERE recording_id = ?",
+            params![leg.call_id, leg.media_status.as_str(), path, body, now(), leg.recording_id],
+        )?;
+        UpsertOutcome {
+            interaction_id: iid,
+            created_interaction: false,
+            created_leg: false,
+        }
+    } else {
+        let mut best: Option<(i64, i64)> = None;
+        {
+            let mut st = tx.prepare_cached(
+                "SELECT i.id, i.start_time FROM interactions i WHERE i.pairing_key = ? AND NOT EXISTS \
+                 (SELECT 1 FROM legs l WHERE l.interaction_id = i.id AND l.bot_role = ?)",
+            )?;
+            let mut rows = st.query(params![leg.pairing_key, leg.bot_role.as_str()])?;
+            while let Some(r) = rows.next()? {
+                let id: i64 = r.get(0)?;
+                let start: String = r.get(1)?;
+                let Ok(start) = DateTime::parse_from_rfc3339(&start) else {
+                    continue;
+                };
+                let gap = (start.with_timezone(&Utc) - leg.start_time)
+                    .num_seconds()
+                    .abs();
+                if gap <= PAIR_WINDOW_SECS && best.is_none_or(|(_, g)| gap < g) {
+                    best = Some((id, gap));
+                }
+            }
+        }
+        let (iid, created) = match best {
+            Some((id, _)) => (id, false),
+            None => {
+                let t = now();
+                exec(tx,
+                    "INSERT INTO interactions (pairing_key, start_time, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                    params![leg.pairing_key, fmt_time(&leg.start_time), t, t],
+                )?;
+                (tx.last_insert_rowid(), true)
+            }
+        };
+        exec(tx,
+            "INSERT INTO legs (interaction_id, recording_id, bot_role, call_id, media_status, media_path, body, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            params![
+                iid,
+                leg.recording_id,
+                leg.bot_role.as_str(),
+                leg.call_id,
+                leg.media_status.as_str(),
+                leg.media_path,
+                body,
+                now()
+            ],
+        )?;
+        UpsertOutcome {
+            interaction_id: iid,
+            created_interaction: created,
+            created_leg: true,
+        }
+    };
+    recompute(tx, outcome.interaction_id)?;
+    Ok(outcome)
+}
+
+impl Store for SqliteStore {
+    fn upsert_leg(&self, leg: &LegUpdate) -> StoreResult<UpsertOutcome> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let out = upsert_in(&tx, leg)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn upsert_legs(&self, legs: &[LegUpdate]) -> StoreResult<Vec<UpsertOutcome>> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let out = legs
+            .iter()
+            .map(|l| upsert_in(&tx, l))
+            .collect::<StoreResult<Vec<_>>>()?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn search(&self, q: &SearchQuery, scope: &Scope) -> StoreResult<Page<InteractionSummary>> {
+        let (wh, p) = build_where(q, scope)?;
+        let col = SORT_COLUMNS
+            .iter()
+            .find(|(k, _)| *k == q.sort)
+            .map(|(_, c)| *c)
+            .ok_or_else(|| StoreError::Invalid(format!("cannot sort on {:?}", q.sort)))?;
+        let dir = if q.descending { "DESC" } else { "ASC" };
+        let (page, size, offset) = page_bounds(q.page, q.page_size);
+        let conn = self.lock()?;
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM interactions i {wh}"),
+            params_from_iter(p.iter()),
+            |r| r.get(0),
+        )?;
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM interactions i {wh} ORDER BY {col} {dir}, i.id {dir} LIMIT {size} OFFSET {offset}"
+        );
+        let mut st = conn.prepare(&sql)?;
+        let mut items = st
+            .query_map(params_from_iter(p.iter()), summary_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        fill_lists(&conn, &mut items)?;
+        Ok(Page {
+            total: total as u64,
+            page,
+            page_size: size,
+            items,
+        })
+    }
+
+    fn get(&self, id: i64, scope: &Scope) -> StoreResult<Option<InteractionDetail>> {
+        let conn = self.lock()?;
+        if !visible(&conn, id, scope)? {
+            return Ok(None);
+        }
+        let mut summary = conn.query_row(
+            &format!("SELECT {SUMMARY_COLUMNS} FROM interactions i WHERE i.id = ?"),
+            [id],
+            summary_from_row,
+        )?;
+        fill_lists(&conn, std::slice::from_mut(&mut summary))?;
+        let mut legs = Vec::new();
+        {
+            let mut st = conn.prepare(
+                "SELECT recording_id, bot_role, call_id, media_status, media_path, updated_at, body \
+                 FROM legs WHERE interaction_id = ? ORDER BY bot_role DESC",
+            )?;
+            let mut rows = st.query([id])?;
+            while let Some(r) = rows.next()? {
+                let body: String = r.get(6)?;
+                let metadata: LegUpdate =
+                    serde_json::from_str(&body).map_err(|e| StoreError::Db(e.to_string()))?;
+                let role: String = r.get(1)?;
+                let status: String = r.get(3)?;
+                legs.push(Leg {
+                    recording_id: r.get(0)?,
+                    bot_role: BotRole::parse(&role).unwrap_or(BotRole::Primary),
+                    call_id: r.get(2)?,
+                    media_status: MediaStatus::parse(&status).unwrap_or(MediaStatus::Unavailable),
+                    media_path: r.get(4)?,
+                    updated_at: r.get(5)?,
+                    metadata,
+                });
+            }
+        }
+        let participant_details = legs
+            .iter()
+            .find(|l| l.bot_role == BotRole::Primary)
+            .or(legs.first())
+            .map(|l| l.metadata.participants.clone())
+            .unwrap_or_default();
+        let tag_details = conn
+            .prepare(
+                "SELECT t.id, t.name, t.description FROM interaction_tags it JOIN tags t ON t.id = it.tag_id \
+                 WHERE it.interaction_id = ? ORDER BY t.name",
+            )?
+            .query_map([id], |r| {
+                Ok(Tag {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    description: r.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let note_details = conn
+            .prepare(
+                "SELECT id, interaction_id, author_oid, author_upn, created_at, text FROM notes \
+                 WHERE interaction_id = ? ORDER BY id",
+            )?
+            .query_map([id], note_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(InteractionDetail {
+            summary,
+            legs,
+            participant_details,
+            tag_details,
+            note_details,
+        }))
+    }
+
+    fn request_deletion(
+        &self,
+        id: i64,
+        scope: DeletionScope,
+        authorized_by: &str,
+        note: &str,
+        by: &Actor,
+        visible_to: &Scope,
+    ) -> StoreResult<DeletionRequest> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        if !visible(&tx, id, visible_to)? {
+            return Err(StoreError::NotFound(format!("interaction {id}")));
+        }
+        let held: Option<String> = tx
+            .query_row(
+                "SELECT u.upn FROM interaction_targets t JOIN users u \
+                 ON (u.oid = t.oid OR lower(u.upn) = t.upn) \
+                 WHERE t.interaction_id = ? AND u.legal_hold = 1 LIMIT 1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(upn) = held {
+            return Err(StoreError::Conflict(format!(
+                "{upn} is on legal hold: the call cannot be deleted"
+            )));
+        }
+        let at = now();
+        match tx.execute(
+            "INSERT INTO deletion_requests (interaction_id, scope, authorized_by, note, requested_by, requested_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+            params![id, scope.as_str(), authorized_by, note, by.upn, at],
+        ) {
+            Ok(_) => {}
+            Err(e) if unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!(
+                    "a deletion of interaction {id} is already pending"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let rid = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(DeletionRequest {
+            id: rid,
+            interaction_id: id,
+            scope,
+            authorized_by: authorized_by.into(),
+            note: note.into(),
+            requested_by: by.upn.clone(),
+            requested_at: at,
+        })
+    }
+
+    fn tags(&self) -> StoreResult<Vec<Tag>> {
+        let conn = self.lock()?;
+        let v = conn
+            .prepare("SELECT id, name, description FROM tags ORDER BY name")?
+            .query_map([], |r| {
+                Ok(Tag {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    description: r.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(v)
+    }
+
+    fn create_tag(&self, name: &str, description: &str) -> StoreResult<Tag> {
+        let conn = self.lock()?;
+        match conn.execute(
+            "INSERT INTO tags (name, description) VALUES (?, ?)",
+            params![name, description],
+        ) {
+            Ok(_) => Ok(Tag {
+                id: conn.last_insert_rowid(),
+                name: name.into(),
+                description: description.into(),
+            }),
+            Err(e) if unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("tag {name:?} exists")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn update_tag(&self, id: i64, name: &str, description: &str) -> StoreResult<Tag> {
+        let conn = self.lock()?;
+        match conn.execute(
+            "UPDATE tags SET name = ?, description = ? WHERE id = ?",
+            params![name, description, id],
+        ) {
+            Ok(0) => Err(StoreError::NotFound(format!("tag {id}"))),
+            Ok(_) => Ok(Tag {
+                id,
+                name: name.into(),
+                description: description.into(),
+            }),
+            Err(e) if unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("tag {name:?} exists")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn delete_tag(&self, id: i64) -> StoreResult<()> {
+        let conn = self.lock()?;
+        match conn.execute("DELETE FROM tags WHERE id = ?", [id])? {
+            0 => Err(StoreError::NotFound(format!("tag {id}"))),
+            _ => Ok(()),
+        }
+    }
+
+    fn set_tags(&self, ids: &[i64], tag_ids: &[i64], scope: &Scope) -> StoreResult<()> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        for &t in tag_ids {
+            let known = tx
+                .query_row("SELECT 1 FROM tags WHERE id = ?", [t], |_| Ok(()))
+                .optional()?;
+            if known.is_none() {
+                return Err(StoreError::NotFound(format!("tag {t}")));
+            }
+        }
+        for &id in ids {
+            if !visible(&tx, id, scope)? {
+                return Err(StoreError::NotFound(format!("interaction {id}")));
+            }
+            tx.execute(
+                "DELETE FROM interaction_tags WHERE interaction_id = ?",
+                [id],
+            )?;
+            for &t in tag_ids {
+                tx.execute(
+                    "INSERT OR IGNORE INTO interaction_tags (interaction_id, tag_id) VALUES (?, ?)",
+                    [id, t],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn add_note(&self, id: i64, author: &Actor, text: &str, scope: &Scope) -> StoreResult<Note> {
+        let conn = self.lock()?;
+        if !visible(&conn, id, scope)? {
+            return Err(StoreError::NotFound(format!("interaction {id}")));
+        }
+        let at = now();
+        conn.execute(
+            "INSERT INTO notes (interaction_id, author_oid, author_upn, created_at, text) VALUES (?, ?, ?, ?, ?)",
+            params![id, author.oid, author.upn, at, text],
+        )?;
+        Ok(Note {
+            id: conn.last_insert_rowid(),
+            interaction_id: id,
+            author_oid: author.oid.clone(),
+            author_upn: author.upn.clone(),
+            created_at: at,
+            text: text.into(),
+        })
+    }
+
+    fn note(&self, id: i64, note_id: i64, scope: &Scope) -> StoreResult<Option<Note>> {
+        let conn = self.lock()?;
+        if !visible(&conn, id, scope)? {
+            return Ok(None);
+        }
+        Ok(conn
+            .query_row(
+                "SELECT id, interaction_id, author_oid, author_upn, created_at, text FROM notes \
+                 WHERE id = ? AND interaction_id = ?",
+                [note_id, id],
+                note_from_row,
+            )
+            .optional()?)
+    }
+
+    fn delete_note(&self, id: i64, note_id: i64) -> StoreResult<()> {
+        let conn = self.lock()?;
+        match conn.execute(
+            "DELETE FROM notes WHERE id = ? AND interaction_id = ?",
+            [note_id, id],
+        )? {
+            0 => Err(StoreError::NotFound(format!("note {note_id}"))),
+            _ => Ok(()),
+        }
+    }
+
+    fn import_directory(&self, d: &DirectoryImport) -> StoreResult<(usize, usize)> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        for u in &d.users {
+            tx.execute(
+                "INSERT INTO users (oid, upn, display_name, recording_profile) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT(oid) DO UPDATE SET upn = excluded.upn, display_name = excluded.display_name, \
+                 recording_profile = excluded.recording_profile",
+                params![
+                    u.id,
+                    u.user_principal_name,
+                    u.display_name.clone().unwrap_or_default(),
+                    u.recording_profile
+                ],
+            )?;
+        }
+        tx.execute("DELETE FROM group_members", [])?;
+        tx.execute("DELETE FROM groups", [])?;
+        for g in &d.groups {
+            tx.execute(
+                "INSERT OR REPLACE INTO groups (id, display_name) VALUES (?, ?)",
+                params![g.id, g.display_name.clone().unwrap_or_default()],
+            )?;
+            for m in &g.members {
+                tx.execute(
+                    "INSERT OR IGNORE INTO group_members (group_id, oid) VALUES (?, ?)",
+                    params![g.id, m.id],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok((d.users.len(), d.groups.len()))
+    }
+
+    fn users(&self) -> StoreResult<Vec<User>> {
+        let conn = self.lock()?;
+        let mut users = conn
+            .prepare("SELECT oid, upn, display_name, recording_profile, legal_hold FROM users ORDER BY upn")?
+            .query_map([], |r| {
+                Ok(User {
+                    oid: r.get(0)?,
+                    upn: r.get(1)?,
+                    display_name: r.get(2)?,
+                    groups: Vec::new(),
+                    recording_profile: r.get(3)?,
+                    legal_hold: r.get::<_, i64>(4)? != 0,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut st = conn.prepare("SELECT oid, group_id FROM group_members ORDER BY group_id")?;
+        let mut by_oid: HashMap<String, Vec<String>> = HashMap::new();
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            by_oid.entry(r.get(0)?).or_default().push(r.get(1)?);
+        }
+        for u in &mut users {
+            u.groups = by_oid.remove(&u.oid).unwrap_or_default();
+        }
+        Ok(users)
+    }
+
+    fn user_groups(&self, oid: &str) -> StoreResult<Vec<String>> {
+        let conn = self.lock()?;
+        let v = conn
+            .prepare("SELECT group_id FROM group_members WHERE oid = ?")?
+            .query_map([oid], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(v)
+    }
+
+    fn group_members(&self, groups: &[String]) -> StoreResult<(Vec<String>, Vec<String>)> {
+        if groups.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let conn = self.lock()?;
+        let sql = format!(
+            "SELECT gm.oid, COALESCE(u.upn, '') FROM group_members gm LEFT JOIN users u ON u.oid = gm.oid \
+             WHERE gm.group_id IN ({})",
+            placeholders(groups.len())
+        );
+        let mut oids = BTreeSet::new();
+        let mut upns = BTreeSet::new();
+        let mut st = conn.prepare(&sql)?;
+        let mut rows = st.query(params_from_iter(groups.iter()))?;
+        while let Some(r) = rows.next()? {
+            oids.insert(r.get::<_, String>(0)?);
+            let upn: String = r.get(1)?;
+            if !upn.is_empty() {
+                upns.insert(upn.to_lowercase());
+            }
+        }
+        Ok((oids.into_iter().collect(), upns.into_iter().collect()))
+    }
+
+    fn set_legal_hold(&self, oid: &str, on: bool) -> StoreResult<()> {
+        let conn = self.lock()?;
+        match conn.execute(
+            "UPDATE users SET legal_hold = ? WHERE oid = ?",
+            params![on as i64, oid],
+        )? {
+            0 => Err(StoreError::NotFound(format!("user {oid}"))),
+            _ => Ok(()),
+        }
+    }
+
+    fn access_profiles(&self) -> StoreResult<Vec<AccessProfile>> {
+        let conn = self.lock()?;
+        let mut out = Vec::new();
+        let mut st = conn.prepare("SELECT id, body FROM access_profiles ORDER BY name")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let body: String = r.get(1)?;
+            let mut p: AccessProfile =
+                serde_json::from_str(&body).map_err(|e| StoreError::Db(e.to_string()))?;
+            p.id = r.get(0)?;
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    fn put_access_profile(&self, p: &AccessProfile) -> StoreResult<AccessProfile> {
+        let conn = self.lock()?;
+        let body = serde_json::to_string(p).map_err(|e| StoreError::Db(e.to_string()))?;
+        let r = if p.id == 0 {
+            conn.execute(
+                "INSERT INTO access_profiles (name, body) VALUES (?, ?)",
+                params![p.name, body],
+            )
+        } else {
+            conn.execute(
+                "UPDATE access_profiles SET name = ?, body = ? WHERE id = ?",
+                params![p.name, body, p.id],
+            )
+        };
+        match r {
+            Ok(0) => Err(StoreError::NotFound(format!("access profile {}", p.id))),
+            Ok(_) => {
+                let mut out = p.clone();
+                if p.id == 0 {
+                    out.id = conn.last_insert_rowid();
+                }
+                Ok(out)
+            }
+            Err(e) if unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "access profile {:?} exists",
+                p.name
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn delete_access_profile(&self, id: i64) -> StoreResult<()> {
+        let conn = self.lock()?;
+        match conn.execute("DELETE FROM access_profiles WHERE id = ?", [id])? {
+            0 => Err(StoreError::NotFound(format!("access profile {id}"))),
+            _ => Ok(()),
+        }
+    }
+
+    fn saved_searches(&self, owner: &str) -> StoreResult<Vec<SavedSearch>> {
+        let conn = self.lock()?;
+        let v = conn
+            .prepare("SELECT id, name, query, created_at FROM saved_searches WHERE owner_oid = ? ORDER BY name")?
+            .query_map([owner], |r| {
+                Ok(SavedSearch {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    query: r.get(2)?,
+                    created_at: r.get(3)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(v)
+    }
+
+    fn save_search(&self, owner: &str, name: &str, query: &str) -> StoreResult<SavedSearch> {
+        let conn = self.lock()?;
+        let at = now();
+        match conn.execute(
+            "INSERT INTO saved_searches (owner_oid, name, query, created_at) VALUES (?, ?, ?, ?)",
+            params![owner, name, query, at],
+        ) {
+            Ok(_) => Ok(SavedSearch {
+                id: conn.last_insert_rowid(),
+                name: name.into(),
+                query: query.into(),
+                created_at: at,
+            }),
+            Err(e) if unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "saved search {name:?} exists"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn delete_saved_search(&self, owner: &str, id: i64) -> StoreResult<()> {
+        let conn = self.lock()?;
+        match conn.execute(
+            "DELETE FROM saved_searches WHERE id = ? AND owner_oid = ?",
+            params![id, owner],
+        )? {
+            0 => Err(StoreError::NotFound(format!("saved search {id}"))),
+            _ => Ok(()),
+        }
+    }
+
+    fn audit_append(&self, e: &NewAudit) -> StoreResult<AuditEntry> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let last: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (id, prev) = match last {
+            Some((id, h)) => (id + 1, h),
+            None => (1, GENESIS.to_string()),
+        };
+        let mut entry = AuditEntry {
+            id,
+            at: now(),
+            user_oid: e.user_oid.clone(),
+            user_upn: e.user_upn.clone(),
+            action: e.action.to_string(),
+            item_type: e.item_type.to_string(),
+            item: e.item.clone(),
+            description: e.description.clone(),
+            prev_hash: prev,
+            hash: String::new(),
+        };
+        entry.hash = entry.compute_hash();
+        tx.execute(
+            "INSERT INTO audit (id, at, user_oid, user_upn, action, item_type, item, description, prev_hash, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            params![
+                entry.id,
+                entry.at,
+                entry.user_oid,
+                entry.user_upn,
+                entry.action,
+                entry.item_type,
+                entry.item,
+                entry.description,
+                entry.prev_hash,
+                entry.hash
+            ],
+        )?;
+        tx.commit()?;
+        Ok(entry)
+    }
+
+    fn audit_search(&self, q: &AuditQuery) -> StoreResult<Page<AuditEntry>> {
+        let mut wh = Vec::new();
+        let mut p: Vec<Value> = Vec::new();
+        if let Some(f) = &q.from {
+            wh.push("at >= ?");
+            p.push(Value::Text(f.clone()));
+        }
+        if let Some(t) = &q.to {
+            wh.push("at < ?");
+            p.push(Value::Text(t.clone()));
+        }
+        if let Some(n) = &q.name {
+            wh.push("(user_upn LIKE ? ESCAPE '\\' OR user_oid LIKE ? ESCAPE '\\')");
+            p.push(contains(n));
+            p.push(contains(n));
+        }
+        if let Some(a) = &q.action {
+            wh.push("action = ?");
+            p.push(Value::Text(a.clone()));
+        }
+        if let Some(i) = &q.item {
+            wh.push("item = ?");
+            p.push(Value::Text(i.clone()));
+        }
+        if let Some(t) = &q.text {
+            wh.push("description LIKE ? ESCAPE '\\'");
+            p.push(contains(t));
+        }
+        let wh = if wh.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", wh.join(" AND "))
+        };
+        let (page, size, offset) = page_bounds(q.page, q.page_size);
+        let conn = self.lock()?;
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM audit {wh}"),
+            params_from_iter(p.iter()),
+            |r| r.get(0),
+        )?;
+        let items = conn
+            .prepare(&format!(
+                "SELECT id, at, user_oid, user_upn, action, item_type, item, description, prev_hash, hash \
+                 FROM audit {wh} ORDER BY id DESC LIMIT {size} OFFSET {offset}"
+            ))?
+            .query_map(params_from_iter(p.iter()), audit_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            total: total as u64,
+            page,
+            page_size: size,
+            items,
+        })
+    }
+
+    fn audit_all(&self) -> StoreResult<Vec<AuditEntry>> {
+        let conn = self.lock()?;
+        let v = conn
+            .prepare(
+                "SELECT id, at, user_oid, user_upn, action, item_type, item, description, prev_hash, hash \
+                 FROM audit ORDER BY id",
+            )?
+            .query_map([], audit_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leg(rec: &str, role: &str) -> LegUpdate {
+        serde_json::from_value(serde_json::json!({
+            "callId": format!("c-{rec}"), "recordingId": rec, "botRole": role, "pairingKey": "k",
+            "startTime": "2026-01-01T00:00:00Z", "direction": "None", "callType": "Queue Call",
+            "mediaStatus": "Pending"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_batch_is_all_or_nothing() {
+        let s = SqliteStore::in_memory().unwrap();
+        let out = s
+            .upsert_legs(&[leg("a", "primary"), leg("b", "paired")])
+            .unwrap();
+        assert_eq!(out[0].interaction_id, out[1].interaction_id, "one Pro call");
+        // The second item conflicts (same recording, other role): the first is not kept.
+        let err = s.upsert_legs(&[leg("c", "primary"), leg("a", "paired")]);
+        assert!(matches!(err, Err(StoreError::Conflict(_))));
+        let q = SearchQuery {
+            sort: "id".into(),
+            page: 1,
+            page_size: 10,
+            ..Default::default()
+        };
+        assert_eq!(s.search(&q, &Scope::All).unwrap().total, 1);
+        assert!(s.get(1, &Scope::All).unwrap().unwrap().legs.len() == 2);
+    }
+}
