@@ -56,6 +56,13 @@ fn text(k: &str, v: &str) -> Result<String, AppError> {
             "{k} must have 1..{MAX_TEXT} characters"
         )));
     }
+    // No party, name or note holds a control character, and SQLite's FTS5 query syntax
+    // refuses a NUL (schemathesis found it as a 500 from the trigram index).
+    if v.chars().any(char::is_control) {
+        return Err(AppError::bad_request(format!(
+            "{k} must not contain control characters"
+        )));
+    }
     Ok(v.to_string())
 }
 
@@ -219,4 +226,17 @@ pub fn audit_query(raw: Option<&str>) -> Result<AuditQuery, AppError> {
         }
     }
     Ok(q)
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::text;
+
+    #[test]
+    fn control_characters_are_refused() {
+        assert!(text("callingParty", "4420").is_ok());
+        assert!(text("callingParty", "\u{f4e76}\u{0}Ù").is_err());
+        assert!(text("notes", "a\tb").is_err());
+        assert!(text("notes", "").is_err());
+    }
 }
