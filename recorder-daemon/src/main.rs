@@ -11,6 +11,9 @@ mod config;
 mod media;
 mod model;
 mod rbac;
+// Used by the uploader and retention cycle being built on it (issue 6).
+#[allow(dead_code)]
+mod storage;
 mod store;
 mod verify;
 
