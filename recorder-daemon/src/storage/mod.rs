@@ -146,6 +146,35 @@ pub trait Storage: Send + Sync + 'static {
     async fn probe(&self) -> Result<(), StorageError>;
 }
 
+/// The configured storages by friendly name (the names recording profiles use).
+#[derive(Clone, Default)]
+pub struct Storages {
+    by_name: std::collections::BTreeMap<String, std::sync::Arc<dyn Storage>>,
+}
+
+impl Storages {
+    /// Adds `s` under its name, replacing any storage of that name.
+    pub fn insert(&mut self, s: std::sync::Arc<dyn Storage>) {
+        self.by_name.insert(s.name().to_string(), s);
+    }
+
+    /// The storage named `name`.
+    pub fn get(&self, name: &str) -> Option<&std::sync::Arc<dyn Storage>> {
+        self.by_name.get(name)
+    }
+
+    /// Every storage, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &std::sync::Arc<dyn Storage>> {
+        self.by_name.values()
+    }
+}
+
+impl std::fmt::Debug for Storages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_name.keys()).finish()
+    }
+}
+
 /// The media path of a recording: `<yyyy>/<mm>/<dd>/<recording id>` from the call's start.
 pub fn media_path(start: &chrono::DateTime<chrono::Utc>, recording_id: &str) -> String {
     format!("{}/{recording_id}", start.format("%Y/%m/%d"))
