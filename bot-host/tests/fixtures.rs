@@ -209,7 +209,8 @@ fn tool_clean(tool: &str, file: &Path) {
 }
 
 fn check_fixture(dir: &Path, truth: &Truth) {
-    let out = tempdir(&truth.variant);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
     let keys: Vec<KeySpec> = truth
         .srtp_key
         .iter()
@@ -448,12 +449,6 @@ fn segment_scores(truth: &[[f64; 2]], ours: &[[f64; 2]], from: f64, to: f64) -> 
     errors.sort_by(f64::total_cmp);
     let median = errors.get(errors.len() / 2).copied().unwrap_or(0.0);
     (agree as f64 / frames.max(1) as f64, median)
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bot-host-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
 }
 
 #[test]

@@ -61,13 +61,6 @@ fn fixture(variant: &str) -> Fixture {
     }
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("live-media-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn plane(data: &Path, tweak: impl FnOnce(&mut MediaConfig)) -> MediaPlane {
     let spool = Spool::new(data).unwrap();
     let mut cfg = MediaConfig::new("127.0.0.1:0".parse().unwrap(), spool);
@@ -249,7 +242,8 @@ fn sealed_events(plane: &MediaPlane) -> Vec<PlaneEvent> {
 
 #[test]
 fn srtp_call_over_udp_is_recorded_and_sealed() {
-    let data = tmp("srtp");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().to_path_buf();
     let plane = plane(&data, |_| {});
     let fx = fixture("srtp-80");
     let sock = client();
@@ -297,7 +291,8 @@ fn srtp_call_over_udp_is_recorded_and_sealed() {
 
 #[test]
 fn concurrent_calls_stay_separate() {
-    let data = tmp("two");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().to_path_buf();
     let plane = plane(&data, |c| c.workers = 3);
     let (fa, fb) = (fixture("srtp-80"), fixture("clean"));
     let (sa, sb) = (client(), client());
@@ -337,7 +332,8 @@ fn concurrent_calls_stay_separate() {
 
 #[test]
 fn floods_are_counted_drops_and_do_not_disturb_a_call() {
-    let data = tmp("flood");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().to_path_buf();
     let plane = plane(&data, |c| c.max_tracks_per_call = 8);
     let fx = fixture("srtp-80");
     let sock = client();
@@ -405,7 +401,8 @@ fn floods_are_counted_drops_and_do_not_disturb_a_call() {
 
 #[test]
 fn full_queue_is_a_counted_drop() {
-    let data = tmp("queue");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().to_path_buf();
     let plane = plane(&data, |c| {
         c.workers = 1;
         c.readers = 1;
@@ -460,7 +457,8 @@ fn full_queue_is_a_counted_drop() {
 
 #[test]
 fn pages_reach_the_disk_while_recording_and_shutdown_seals() {
-    let data = tmp("live");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().to_path_buf();
     let plane = plane(&data, |c| c.flush_interval = Duration::from_millis(100));
     let fx = fixture("clean");
     let sock = client();
@@ -501,7 +499,8 @@ fn pages_reach_the_disk_while_recording_and_shutdown_seals() {
 /// A crash left a recording in active/: its Ogg cut mid-page, no mixed.ogg, no manifest.
 #[test]
 fn recovery_seals_what_a_crash_left_as_partial() {
-    let data = tmp("recover");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().to_path_buf();
     let spool = Spool::new(&data).unwrap();
     let dir = spool.create_recording("rec-crashed").unwrap();
     // The first 300 Opus packets of the clean fixture's speaker A, as the recorder writes them.
@@ -597,7 +596,8 @@ fn recovery_seals_what_a_crash_left_as_partial() {
 
 #[test]
 fn injected_rtp_and_media_timeout() {
-    let data = tmp("inject");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().to_path_buf();
     let plane = plane(&data, |c| c.media_timeout = Duration::from_millis(300));
     let fx = fixture("clean");
     // A WebRTC session: a synthetic route key, plain RTP, no socket.

@@ -22,19 +22,14 @@ fn generated(name: &str) -> Option<PathBuf> {
     }
 }
 
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bot-host-paired-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
 fn pair(
     primary: PathBuf,
     paired: PathBuf,
     name: &str,
     targeted: Option<&str>,
-) -> (PathBuf, PairSummary) {
-    let out = tempdir(name);
+) -> (tempfile::TempDir, PathBuf, PairSummary) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
     let summary = replay_pair(&PairOptions {
         primary,
         paired,
@@ -45,7 +40,7 @@ fn pair(
         targeted: targeted.map(String::from),
     })
     .unwrap();
-    (out, summary)
+    (tmp, out, summary)
 }
 
 fn opusinfo_clean(file: &Path) {
@@ -154,7 +149,7 @@ fn dual_legs_merge_into_one_recording() {
         return;
     };
     let (tp, tq) = (truth_of(&primary), truth_of(&paired));
-    let (out, summary) = pair(primary, paired, "dual", Some("participant-1"));
+    let (_tmp, out, summary) = pair(primary, paired, "dual", Some("participant-1"));
     assert!(summary.problems.is_empty(), "{:?}", summary.problems);
     assert_eq!(summary.merged.len(), 2);
     assert_frame_exact(&out, &summary, &tp, &tq);
@@ -245,7 +240,7 @@ fn sender_reports_align_a_paired_host_clock_seconds_off() {
         skew > 2000.0,
         "the leg must be off by more than the content search"
     );
-    let (out, summary) = pair(primary, paired, "skewed", None);
+    let (_tmp, out, summary) = pair(primary, paired, "skewed", None);
     assert!(summary.problems.is_empty(), "{:?}", summary.problems);
     assert_eq!(summary.merged.len(), 2);
     for m in &summary.merged {
@@ -279,7 +274,7 @@ fn a_leg_of_another_call_is_rejected() {
     ) else {
         return;
     };
-    let (out, summary) = pair(primary, paired, "foreign", None);
+    let (_tmp, out, summary) = pair(primary, paired, "foreign", None);
     assert!(summary.merged.is_empty());
     assert!(
         summary.problems.iter().any(|p| p.contains("another call")),

@@ -638,8 +638,8 @@ async fn paired_bots_get_the_same_calls_with_their_own_keys() {
     );
     o.paired_to = Some(paired.url());
     // The fakes record every call on both bots, as bots whose every profile is "Pro" would.
-    let dir = std::env::temp_dir().join(format!("sim-pro-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     o.profiles = dir.join("pro.toml");
     std::fs::write(
         &o.profiles,

@@ -791,7 +791,8 @@ mod file_tests {
 
     fn check_file(name: &str, channels: u8, before: usize, gap: u64, after: usize) {
         let (file, total) = write_call(channels, before, gap, after);
-        let dir = std::env::temp_dir().join(format!("media-core-ogg-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("media-core-ogg-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         std::fs::write(&path, &file).unwrap();
@@ -821,7 +822,7 @@ mod file_tests {
         assert_eq!(decoded, total);
         assert_eq!(last_granule, total);
         assert_eq!(decoded - 312, total - 312, "playable = granule - pre_skip");
-        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -616,13 +616,6 @@ mod tests {
     use super::*;
     use media_core::ogg::{OggOpusWriter, OpusHead};
 
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("spool-unit-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     /// A valid Ogg Opus stream of `n` 20 ms silent packets, one page per 10 packets.
     fn ogg(n: usize, finish: bool) -> Vec<u8> {
         let mut w = OggOpusWriter::new(
@@ -670,7 +663,8 @@ mod tests {
 
     #[test]
     fn repair_cuts_to_whole_pages_and_closes_the_stream() {
-        let d = tmp("repair");
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().to_path_buf();
         let full = ogg(40, false);
         let path = d.join("1.ogg");
         // Cut in the middle of the last page.
@@ -702,7 +696,8 @@ mod tests {
 
     #[test]
     fn ids_are_checked() {
-        let d = tmp("ids");
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().to_path_buf();
         let s = Spool::new(&d).unwrap();
         for bad in ["", "..", "../x", "a/b", ".hidden", "a b"] {
             assert!(
@@ -719,7 +714,8 @@ mod tests {
 
     #[test]
     fn seal_writes_manifest_and_moves() {
-        let d = tmp("seal");
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().to_path_buf();
         let s = Spool::new(&d).unwrap();
         let dir = s.create_recording("r1").unwrap();
         fs::write(dir.join("42.ogg"), ogg(50, true)).unwrap();
