@@ -45,6 +45,6 @@ echo "== schemathesis against $url for ${secs}s" >&2
 (cd "$work" && "$venv/bin/schemathesis" run "$url/api/v1/openapi.json" \
   -H "Authorization: Bearer $token" \
   -c not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection \
-  --max-time "$secs" -w 2)
+  --phases "${SCHEMATHESIS_PHASES:-examples,fuzzing,stateful}" --max-time "$secs" -w 2)
 kill "$pid"; wait "$pid" || true; pid=
 "$bin" audit verify --config "$work/daemon.toml" --data-dir "$work/data"

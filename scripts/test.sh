@@ -2,8 +2,8 @@
 # The test command of the README, and what CI runs.
 # Installs what is missing, regenerates the full fixture set, checks formatting and lints,
 # then runs every test of the workspace (unit, integration over every impaired fixture,
-# RFC vectors, fuzz corpus replays). The property-based check of the store's HTTP API
-# (schemathesis, scripts/store-api-check.sh) runs apart: see docs/store.md.
+# RFC vectors, fuzz corpus replays), then the property-based check of the store's HTTP API
+# (schemathesis, scripts/store-api-check.sh; docs/store.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests" >&2
 cargo test --workspace --locked
+echo "== store API, property-based (schemathesis)" >&2
+bash scripts/store-api-check.sh 45
 # The one-hour dual-bot alignment check (800 ms offset, 100 ppm drift): two hours of packets,
 # so in release.
 cargo test --release --locked -p media-core --test merge -- --ignored
