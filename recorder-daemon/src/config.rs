@@ -18,6 +18,16 @@ pub struct Config {
     pub tenant_id: String,
     /// HS256 secret, hex; default: `<data_dir>/dev-jwt.key`, created on first use.
     pub jwt_secret_hex: Option<String>,
+    /// Accept HS256 tokens signed with the development key (`recorder-daemon token`). Turn off
+    /// in production once `jwks_file` is set.
+    pub accept_dev_tokens: bool,
+    /// The identity provider's signing keys (a JWKS document, e.g. Entra ID's
+    /// `discovery/v2.0/keys` saved to a file): RS256/ES256 tokens are checked against it.
+    pub jwks_file: Option<PathBuf>,
+    /// Required `aud` of tokens (the app registration's id or URI); unchecked when unset.
+    pub token_audience: Option<String>,
+    /// Required `iss` of tokens (e.g. `https://login.microsoftonline.com/<tenant>/v2.0`).
+    pub token_issuer: Option<String>,
     /// A shared key bot-host may present instead of a service token (`X-Ingest-Key` header or
     /// `?ingestKey=` on the store URL).
     pub ingest_key: Option<String>,
@@ -40,6 +50,10 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             tenant_id: "00000000-0000-0000-0000-000000000000".into(),
             jwt_secret_hex: None,
+            accept_dev_tokens: true,
+            jwks_file: None,
+            token_audience: None,
+            token_issuer: None,
             ingest_key: None,
             storage_root: None,
             global_admins: Vec::new(),

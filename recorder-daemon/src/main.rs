@@ -183,7 +183,7 @@ fn token(
     ttl: &str,
 ) -> Result<()> {
     let ttl = auth::parse_duration(ttl)?;
-    let keys = auth::TokenKeys::hs256(&cfg.jwt_secret()?, &cfg.tenant_id);
+    let keys = auth::TokenKeys::from_config(cfg)?;
     let oid = match oid {
         Some(o) => o,
         None => {
@@ -244,7 +244,7 @@ fn state(cfg: &Config, public_url: String) -> Result<api::AppState> {
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     Ok(api::AppState::new(
         store,
-        auth::TokenKeys::hs256(&cfg.jwt_secret()?, &cfg.tenant_id),
+        auth::TokenKeys::from_config(cfg)?,
         cfg.ingest_key.clone(),
         cfg.global_admins.clone(),
         root,
