@@ -26,6 +26,7 @@ pub mod srtp;
 pub mod time;
 pub mod timeline;
 pub mod transcode;
+pub mod window;
 
 #[cfg(test)]
 mod test_util;

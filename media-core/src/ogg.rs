@@ -292,6 +292,20 @@ impl OggOpusWriter {
         self.finished = true;
     }
 
+    /// Closes the stream with the final granule position lowered to `end_granule`: RFC 7845
+    /// section 4.5 end trimming, so a stream can end inside its last packet (a cut to a time
+    /// window). The trim is bounded to that last packet, which is always on the EOS page; a
+    /// larger `end_granule` than the samples written is ignored.
+    pub fn finish_at(&mut self, end_granule: u64) {
+        if self.finished {
+            return;
+        }
+        let floor = self.granule - u64::from(self.last_samples);
+        let g = end_granule.clamp(floor, self.granule);
+        self.close_page(FLAG_EOS, g);
+        self.finished = true;
+    }
+
     /// Completed pages ready to be written to disk. The caller writes them and calls
     /// `clear()` on the Vec (capacity is reused, so steady state allocates nothing).
     pub fn output(&mut self) -> &mut Vec<u8> {

@@ -43,3 +43,8 @@ fn sdes_corpus() {
 fn ingest_corpus() {
     replay("ingest", media_core::recording::fuzz_ingest);
 }
+
+#[test]
+fn ogg_window_corpus() {
+    replay("ogg_window", media_core::window::fuzz_cut);
+}
