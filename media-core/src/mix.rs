@@ -165,6 +165,22 @@ pub fn mix<R: Read + Seek, W: Write>(
     Ok(stats)
 }
 
+/// Fuzzing entry point: reads `data` as a track the way the mixer does (headers, pages with
+/// CRC and lacing, packets placed by granule); must never panic.
+#[doc(hidden)]
+pub fn fuzz_read_track(data: &[u8]) {
+    let mut reader = PacketReader::new(io::Cursor::new(data), 0);
+    if reader.read_head().is_err() {
+        return;
+    }
+    while let Ok(Some(p)) = reader.next_packet() {
+        assert!(
+            p.samples as usize <= MAX_PACKET_PCM,
+            "packet longer than Opus allows"
+        );
+    }
+}
+
 /// Serial number of the mixed stream: derived from the call id (FNV-1a), so re-running a mix
 /// gives the same bytes.
 fn serial_for(call_id: &str) -> u32 {

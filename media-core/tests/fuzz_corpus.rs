@@ -48,3 +48,8 @@ fn ingest_corpus() {
 fn ogg_window_corpus() {
     replay("ogg_window", media_core::window::fuzz_cut);
 }
+
+#[test]
+fn mix_track_corpus() {
+    replay("mix_track", media_core::mix::fuzz_read_track);
+}
