@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 cargo build --release --locked -q -p bot-host -p recorder-daemon
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 
 check_oggs() {
   for f in "$@"; do
