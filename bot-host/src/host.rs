@@ -28,7 +28,9 @@ use crate::live::pipeline::{CallMedia, MediaConfig, MediaPlane, PlaneError, Plan
 use crate::live::sdp::{answer_sdp, parse_offer};
 use crate::live::spool::Spool;
 use crate::report::Reporter;
-use crate::signaling::{BotRole, CallControl, Command, LocalCallControl, Profiles, Signaling};
+use crate::signaling::{
+    BotRole, CallControl, CallStatus, Command, LocalCallControl, Profiles, Signaling,
+};
 use crate::whip::{RtpSink, TrackInfo, WhipConfig, WhipEndpoint, WhipSessionInfo};
 
 /// `bot-host serve` settings (TOML file, every key optional).
@@ -220,7 +222,7 @@ impl Host {
         });
 
         let app = Router::new()
-            .route("/api/calls", post(webhook))
+            .route("/api/calls", post(webhook).get(list_calls))
             .route("/api/calls/{id}", get(call_status))
             .route("/api/info", get(info))
             .route("/api/profiles/reload", post(reload))
@@ -621,14 +623,32 @@ async fn call_status(State(shared): State<Arc<Shared>>, UrlPath(id): UrlPath<Str
         .lock()
         .expect("not poisoned")
         .call_status(&id);
-    let Some(status) = status else {
-        return (
+    match status {
+        Some(status) => Json(status_json(&shared, &status)).into_response(),
+        None => (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": format!("unknown call {id}") })),
         )
-            .into_response();
+            .into_response(),
+    }
+}
+
+/// Every call the bot remembers, for the store's reconciler (docs/live.md, "Call status").
+async fn list_calls(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let calls = shared.signaling.lock().expect("not poisoned").calls();
+    let role = match shared.role {
+        BotRole::Primary => "primary",
+        BotRole::Paired => "paired",
     };
-    let mut v = serde_json::to_value(&status).unwrap_or(Value::Null);
+    Json(json!({
+        "role": role,
+        "calls": calls.iter().map(|c| status_json(&shared, c)).collect::<Vec<_>>(),
+    }))
+}
+
+/// A call's status with what the host knows of its recording.
+fn status_json(shared: &Shared, status: &CallStatus) -> Value {
+    let mut v = serde_json::to_value(status).unwrap_or(Value::Null);
     let rec = status.recording_id.as_ref().and_then(|r| {
         shared
             .recordings
@@ -647,7 +667,7 @@ async fn call_status(State(shared): State<Arc<Shared>>, UrlPath(id): UrlPath<Str
         }
         _ => v["recording"] = json!("none"),
     }
-    Json(v).into_response()
+    v
 }
 
 async fn info(State(shared): State<Arc<Shared>>) -> Json<Value> {

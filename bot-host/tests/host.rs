@@ -306,6 +306,32 @@ async fn the_whole_catalogue_records_as_the_profiles_say_and_every_recording_che
         check_recording(Path::new(path), s, &s.legs[l.leg], false);
         checked += 1;
     }
+    // The call list a reconciler reads: every recorded leg's call is there, ended, with its
+    // sealed recording, in invitation order.
+    let list: Value = client()
+        .get(format!("{}/api/calls", url(&host)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["role"], "primary");
+    let calls = list["calls"].as_array().unwrap();
+    let recorded: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["answer"] == "recording")
+        .collect();
+    assert_eq!(recorded.len(), checked, "{list:#}");
+    for c in &recorded {
+        assert_eq!(c["recording"], "sealed", "{c:#}");
+        assert!(c["endedAt"].as_str().unwrap() >= c["invitedAt"].as_str().unwrap());
+    }
+    let invited: Vec<&str> = calls
+        .iter()
+        .map(|c| c["invitedAt"].as_str().unwrap())
+        .collect();
+    assert!(invited.windows(2).all(|w| w[0] <= w[1]));
     // Every recording on disk is one the simulator was told about.
     host.shutdown().await.unwrap();
     let on_disk = sealed_dirs(data.path());

@@ -159,6 +159,11 @@ pub struct CallStatus {
     /// What ended the call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<EndReason>,
+    /// When the invitation arrived.
+    pub invited_at: chrono::DateTime<chrono::Utc>,
+    /// When the call ended, once it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1336,10 +1341,25 @@ impl Signaling {
             .min()
     }
 
+    /// Every call the bot still remembers (live ones, and ended ones for
+    /// `ended_retention`), oldest invitation first: what a reconciler compares with the store
+    /// (`GET /api/calls`).
+    pub fn calls(&self) -> Vec<CallStatus> {
+        let mut v: Vec<CallStatus> = self
+            .calls
+            .keys()
+            .filter_map(|id| self.call_status(id))
+            .collect();
+        v.sort_by(|a, b| (a.invited_at, &a.call_id).cmp(&(b.invited_at, &b.call_id)));
+        v
+    }
+
     /// What the bot knows of a call (`GET /api/calls/{id}`), `None` for an unknown call.
     pub fn call_status(&self, call_id: &str) -> Option<CallStatus> {
         let c = self.calls.get(call_id)?;
         Some(CallStatus {
+            invited_at: c.invited_at.into(),
+            ended_at: c.ended_at.map(Into::into),
             call_id: call_id.to_string(),
             state: state_name(c.state),
             decision: c.decision.clone(),
