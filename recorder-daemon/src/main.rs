@@ -9,6 +9,9 @@ mod auth;
 mod bench;
 mod config;
 mod media;
+// Wired to the uploader when it lands (issue 6).
+#[allow(dead_code)]
+mod merge;
 mod model;
 mod rbac;
 // Used by the uploader and retention cycle being built on it (issue 6).
