@@ -28,7 +28,7 @@ fn same_key(a: &str, b: &str) -> bool {
 /// Who may post interactions: the configured ingest key (`X-Ingest-Key` header, `Bearer`
 /// with the key, or `?ingestKey=` on the URL, which lets bot-host's `store_url` carry it), or
 /// a token with the `Interactions.Ingest` role or of a global administrator.
-async fn ingest_allowed(
+pub(super) async fn ingest_allowed(
     state: &AppState,
     headers: &HeaderMap,
     raw: Option<&str>,

@@ -6,6 +6,7 @@ mod admin;
 mod export;
 mod interactions;
 mod params;
+mod recording_profiles;
 mod strict;
 #[cfg(test)]
 mod tests;
@@ -444,6 +445,26 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             "/api/v1/access-profiles/{id}",
             Method::DELETE,
             delete(delete_profile),
+        ),
+        (
+            "/api/v1/recording-profiles",
+            Method::GET,
+            get(recording_profiles::list),
+        ),
+        (
+            "/api/v1/recording-profiles/file",
+            Method::GET,
+            get(recording_profiles::file),
+        ),
+        (
+            "/api/v1/recording-profiles/{name}",
+            Method::PUT,
+            put(recording_profiles::put),
+        ),
+        (
+            "/api/v1/recording-profiles/{name}",
+            Method::DELETE,
+            delete(recording_profiles::delete),
         ),
         ("/api/v1/saved-searches", Method::GET, get(list_saved)),
         ("/api/v1/saved-searches", Method::POST, post(create_saved)),

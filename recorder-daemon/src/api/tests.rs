@@ -1117,6 +1117,30 @@ async fn permissions_per_access_level() {
             None,
             [A, F, F, F, F, 200, 200, F, F],
         ),
+        (
+            Method::PUT,
+            "/api/v1/recording-profiles/Perm",
+            Some(json!({"users": ["u-{caller}"], "retention_days": 30})),
+            [A, F, F, F, F, 201, F, F, F],
+        ),
+        (
+            Method::GET,
+            "/api/v1/recording-profiles",
+            None,
+            [A, F, F, F, F, 200, F, F, 200],
+        ),
+        (
+            Method::GET,
+            "/api/v1/recording-profiles/file",
+            None,
+            [A, A, A, A, A, 200, A, A, A],
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/recording-profiles/Perm",
+            None,
+            [A, F, F, F, F, 204, F, F, F],
+        ),
     ];
     for (method, uri, body, want) in &table {
         for ((name, token), want) in callers.iter().zip(want) {
@@ -1617,5 +1641,138 @@ async fn the_openapi_document_is_served_and_names_every_route() {
         .collect();
     for k in super::params::SEARCH_KEYS {
         assert!(params.contains(*k), "search parameter {k} undocumented");
+    }
+}
+
+#[tokio::test]
+async fn recording_profiles_are_checked_as_a_set_and_served_as_a_bot_host_file() {
+    let env = Env::new(false);
+    let admin = env.admin();
+    let put = |name: &'static str, body: Value| {
+        let env = &env;
+        let admin = admin.clone();
+        async move {
+            env.call(
+                Method::PUT,
+                &format!("/api/v1/recording-profiles/{name}"),
+                Some(&admin),
+                Some(body),
+            )
+            .await
+        }
+    };
+    // No profile stored yet: bots keep their own file.
+    let r = env
+        .call(
+            Method::GET,
+            "/api/v1/recording-profiles/file",
+            Some(INGEST_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    let traders = json!({"users": ["alice", "bob"], "retention_days": 2555,
+                         "double_recording": true, "call_types": {"pstn_p2p": "incoming"}});
+    assert_eq!(
+        put("Traders", traders.clone()).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put("Support", json!({"users": ["carol"]})).await.status,
+        StatusCode::CREATED
+    );
+    // Bob in two profiles: refused with the users and profiles named, nothing changed.
+    let r = put("Support", json!({"users": ["carol", "bob"]})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json());
+    let msg = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("bob") && msg.contains("Traders") && msg.contains("Support"),
+        "{msg}"
+    );
+    // A profile bot-host would refuse is refused here.
+    let r = put(
+        "Bad",
+        json!({"users": ["dan"], "call_types": {"pstn_p2p": "sideways"}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json());
+    let r = put("Bad", json!({"users": ["dan"], "no_such_key": 1})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json());
+    let r = put("Bad", json!({"name": "Other", "users": ["dan"]})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = put("Bad", json!(["not", "an", "object"])).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    let list = env.get("/api/v1/recording-profiles", &admin).await.json();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Support", "Traders"]);
+    assert_eq!(list[0]["profile"]["users"], json!(["carol"]));
+    assert_eq!(list[1]["updatedBy"], "admin@contoso.example");
+
+    // Replacing keeps one row; the file is what bot-host loads.
+    assert_eq!(
+        put("Support", json!({"users": ["carol", "erin"]}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let file = env
+        .call(
+            Method::GET,
+            "/api/v1/recording-profiles/file",
+            Some(INGEST_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(file.status, StatusCode::OK);
+    let loaded =
+        bot_host::signaling::Profiles::from_json_str(&String::from_utf8(file.body).unwrap())
+            .unwrap();
+    let names: Vec<&str> = loaded.profiles().iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["Support", "Traders"]);
+
+    let r = env
+        .call(
+            Method::DELETE,
+            "/api/v1/recording-profiles/support",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NO_CONTENT,
+        "names are case-insensitive"
+    );
+    let r = env
+        .call(
+            Method::DELETE,
+            "/api/v1/recording-profiles/Support",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let audit = env
+        .get("/api/v1/audit?pageSize=200", &admin)
+        .await;
+    let actions: Vec<String> = audit.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["itemType"] == "recording profile")
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    for a in ["add", "modify", "delete", "view"] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} not audited: {actions:?}"
+        );
     }
 }

@@ -213,6 +213,21 @@ pub struct SavedSearch {
     pub created_at: String,
 }
 
+/// A recording profile as the store keeps it: bot-host's profile object (docs/live.md,
+/// "Recording profiles"), with who changed it last.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingProfileRow {
+    /// The profile's name (unique, case-insensitive).
+    pub name: String,
+    /// The profile object, in bot-host's profile file format.
+    pub profile: serde_json::Value,
+    /// Last change.
+    pub updated_at: String,
+    /// UPN of who made it.
+    pub updated_by: String,
+}
+
 /// What a deletion removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -313,6 +328,12 @@ pub trait Store: Send + Sync {
     fn put_access_profile(&self, p: &AccessProfile) -> StoreResult<AccessProfile>;
     /// Deletes an access profile.
     fn delete_access_profile(&self, id: i64) -> StoreResult<()>;
+
+    /// Every recording profile, by name.
+    fn recording_profiles(&self) -> StoreResult<Vec<RecordingProfileRow>>;
+    /// Replaces the whole set of recording profiles in one transaction (the caller has
+    /// checked the set as a whole: names, user conflicts).
+    fn replace_recording_profiles(&self, set: &[RecordingProfileRow]) -> StoreResult<()>;
 
     /// A user's saved searches.
     fn saved_searches(&self, owner: &str) -> StoreResult<Vec<SavedSearch>>;

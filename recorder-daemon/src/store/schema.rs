@@ -191,6 +191,15 @@ CREATE VIRTUAL TABLE party_trgm USING fts5(called, calling, answered, tokenize =
 INSERT INTO party_trgm (rowid, called, calling, answered)
     SELECT id, called_party_key, calling_party_key, answered_by_key FROM interactions;
 "#,
+    // Recording profiles, edited through the API and served to bot-hosts.
+    r#"
+CREATE TABLE recording_profiles (
+    name TEXT PRIMARY KEY COLLATE NOCASE,
+    body TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL
+);
+"#,
 ];
 
 /// Applies the migrations not yet applied, each in its own transaction.

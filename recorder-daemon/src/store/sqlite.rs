@@ -1200,6 +1200,41 @@ impl Store for SqliteStore {
         }
     }
 
+    fn recording_profiles(&self) -> StoreResult<Vec<RecordingProfileRow>> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare(
+            "SELECT name, body, updated_at, updated_by FROM recording_profiles ORDER BY name",
+        )?;
+        let mut rows = st.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let body: String = r.get(1)?;
+            out.push(RecordingProfileRow {
+                name: r.get(0)?,
+                profile: serde_json::from_str(&body).map_err(|e| StoreError::Db(e.to_string()))?,
+                updated_at: r.get(2)?,
+                updated_by: r.get(3)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn replace_recording_profiles(&self, set: &[RecordingProfileRow]) -> StoreResult<()> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM recording_profiles", [])?;
+        for p in set {
+            let body =
+                serde_json::to_string(&p.profile).map_err(|e| StoreError::Db(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO recording_profiles (name, body, updated_at, updated_by) VALUES (?, ?, ?, ?)",
+                params![p.name, body, p.updated_at, p.updated_by],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn delete_saved_search(&self, owner: &str, id: i64) -> StoreResult<()> {
         let conn = self.lock()?;
         match conn.execute(
