@@ -27,6 +27,7 @@ use crate::live::pipeline::RosterEntry;
 use crate::live::pipeline::{CallMedia, MediaConfig, MediaPlane, PlaneError, PlaneEvent, RouteKey};
 use crate::live::sdp::{answer_sdp, parse_offer};
 use crate::live::spool::Spool;
+use crate::profile_sync::{self, ProfileSync};
 use crate::report::Reporter;
 use crate::signaling::{
     BotRole, CallControl, CallStatus, Command, LocalCallControl, Profiles, Signaling,
@@ -64,6 +65,12 @@ pub struct HostConfig {
     /// New calls are refused (with the `RecordingResourceUnavailable` alarm) when the data
     /// directory's file system has less free space than this, in MiB.
     pub min_free_mib: u64,
+    /// The metadata store's recording profile file
+    /// (`<store>/api/v1/recording-profiles/file?ingestKey=...`): when set, the profiles
+    /// administrators keep in the store override the local file while the store holds any.
+    pub profiles_url: Option<String>,
+    /// How often `profiles_url` is fetched, seconds.
+    pub profiles_refresh_secs: u64,
 }
 
 impl Default for HostConfig {
@@ -81,6 +88,8 @@ impl Default for HostConfig {
             media_timeout_secs: 30,
             mix_on_seal: true,
             min_free_mib: 512,
+            profiles_url: None,
+            profiles_refresh_secs: 60,
         }
     }
 }
@@ -124,6 +133,7 @@ struct Shared {
     whip: Arc<WhipEndpoint>,
     whip_sink: Arc<WhipToPlane>,
     profiles_path: PathBuf,
+    profile_sync: Option<ProfileSync>,
     role: BotRole,
     http: Mutex<Option<SocketAddr>>,
     data_dir: PathBuf,
@@ -183,7 +193,21 @@ impl Host {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
         let profiles_path = config.profiles_path();
-        let profiles = load_profiles(&profiles_path)?;
+        let profile_sync = config
+            .profiles_url
+            .clone()
+            .map(|u| ProfileSync::new(u, &config.data_dir));
+        // The store's last set survives a restart while the store is down.
+        let profiles = match profile_sync.as_ref().and_then(ProfileSync::cached) {
+            Some((p, hash)) => {
+                tracing::info!("recording profiles: the store's, as last received");
+                if let Some(s) = &profile_sync {
+                    *s.source.lock().expect("not poisoned") = profile_sync::Source::Store(hash);
+                }
+                p
+            }
+            None => load_profiles(&profiles_path)?,
+        };
         let spool = Spool::new(&config.data_dir)
             .context("cannot open the spool")?
             .with_mix(config.mix_on_seal);
@@ -211,6 +235,7 @@ impl Host {
             whip: whip.clone(),
             whip_sink: sink,
             profiles_path,
+            profile_sync,
             role,
             http: Mutex::new(None),
             data_dir: config.data_dir.clone(),
@@ -225,7 +250,7 @@ impl Host {
             .route("/api/calls", post(webhook).get(list_calls))
             .route("/api/calls/{id}", get(call_status))
             .route("/api/info", get(info))
-            .route("/api/profiles/reload", post(reload))
+            .route("/api/profiles/reload", post(reload_route))
             .route("/metrics", get(metrics))
             .with_state(shared.clone())
             .merge(whip.clone().router());
@@ -248,6 +273,10 @@ impl Host {
         });
         tokio::spawn(media_events(shared.clone()));
         tokio::spawn(timers(shared.clone(), tx.subscribe()));
+        if shared.profile_sync.is_some() {
+            let every = Duration::from_secs(config.profiles_refresh_secs.max(1));
+            tokio::spawn(profile_refresh(shared.clone(), every, tx.subscribe()));
+        }
         Ok(Host {
             shared,
             http,
@@ -266,9 +295,9 @@ impl Host {
         self.shared.plane.local_addr()
     }
 
-    /// Reloads the recording profiles.
-    pub fn reload_profiles(&self) -> Result<()> {
-        reload_into(&self.shared)
+    /// Reloads the recording profiles (from the store when `profiles_url` is set).
+    pub async fn reload_profiles(&self) -> Result<()> {
+        reload(&self.shared).await
     }
 
     /// Stops accepting work, seals every active recording with its final metadata, and
@@ -304,6 +333,75 @@ impl Host {
             .await
             .context("sealing on shutdown")?;
         Ok(())
+    }
+}
+
+/// Reloads the profiles: from the store when one is configured and holds any, else from the
+/// local file.
+async fn reload(shared: &Shared) -> Result<()> {
+    match &shared.profile_sync {
+        Some(sync) => sync_profiles(shared, sync).await,
+        None => reload_into(shared),
+    }
+}
+
+/// One round with the store: apply a new set, fall back to the local file when the store holds
+/// none, keep what is in force when it fails.
+async fn sync_profiles(shared: &Shared, sync: &ProfileSync) -> Result<()> {
+    let fetched = sync.fetch().await;
+    let result = match fetched {
+        Ok(profile_sync::Fetched::Profiles(profiles, body)) => {
+            let hash = profile_sync::digest(&body);
+            let mut source = sync.source.lock().expect("not poisoned");
+            if *source != profile_sync::Source::Store(hash) {
+                let n = profiles.profiles().len();
+                shared
+                    .signaling
+                    .lock()
+                    .expect("not poisoned")
+                    .replace_profiles(profiles);
+                *source = profile_sync::Source::Store(hash);
+                tracing::info!("recording profiles from the store: {n} profiles in force");
+                if let Err(e) = sync.save(&body) {
+                    tracing::warn!("cannot cache the store's profiles: {e:#}");
+                }
+            }
+            Ok(())
+        }
+        Ok(profile_sync::Fetched::NoneStored) => {
+            let was_store =
+                *sync.source.lock().expect("not poisoned") != profile_sync::Source::Local;
+            if was_store {
+                reload_into(shared)?;
+                *sync.source.lock().expect("not poisoned") = profile_sync::Source::Local;
+                sync.forget();
+                tracing::info!(
+                    "the store holds no recording profile: the local profiles are in force"
+                );
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    sync.note_error(result.as_ref().err().map(|e| format!("{e:#}")));
+    result
+}
+
+async fn profile_refresh(
+    shared: Arc<Shared>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Some(sync) = &shared.profile_sync {
+            // Failures are logged (once) inside; the profiles in force stay.
+            let _ = sync_profiles(&shared, sync).await;
+        }
     }
 }
 
@@ -679,8 +777,8 @@ async fn info(State(shared): State<Arc<Shared>>) -> Json<Value> {
     }))
 }
 
-async fn reload(State(shared): State<Arc<Shared>>) -> Response {
-    match reload_into(&shared) {
+async fn reload_route(State(shared): State<Arc<Shared>>) -> Response {
+    match reload(&shared).await {
         Ok(()) => Json(json!({ "reloaded": shared.profiles_path })).into_response(),
         Err(e) => (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -1066,7 +1164,7 @@ pub async fn serve(config: HostConfig) -> Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             _ = hup.recv() => {
-                if let Err(e) = host.reload_profiles() {
+                if let Err(e) = host.reload_profiles().await {
                     tracing::error!("profile reload failed, previous profiles kept: {e:#}");
                 }
             }

@@ -11,6 +11,8 @@ pub mod capture;
 pub mod host;
 pub mod live;
 pub mod pair;
+#[cfg(feature = "server")]
+pub mod profile_sync;
 pub mod replay;
 #[cfg(feature = "server")]
 pub mod report;

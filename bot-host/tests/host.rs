@@ -910,6 +910,137 @@ name = "Nobody"
 users = ["00000009-7c1e-4d2a-9b3f-00005eed0009"]
 "#;
 
+/// Invites Alice to a fresh internal call and ends it: (answered recvonly?, decision.record,
+/// decision.profile). Each invitation offers its own source address, so a new call never finds
+/// the previous one's route still held by the media plane.
+async fn decide(
+    c: &reqwest::Client,
+    base: &str,
+    port: &std::sync::atomic::AtomicU16,
+) -> (Option<bool>, Value, Value) {
+    let leg = scenario_named("internal-p2p-in").legs[0].clone(); // Alice is called
+    let ids = ids();
+    let from = SocketAddr::from((
+        [127, 0, 0, 1],
+        port.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+    ));
+    let (s, body) = post_json(
+        c,
+        base,
+        notify::incoming_call(&leg, &ids, primary_to(), &offer(from, false, false)).to_string(),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let a: Value = serde_json::from_str(&body).unwrap();
+    let st: Value = c
+        .get(format!("{base}/api/calls/{}", ids.call_id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    post_json(
+        c,
+        base,
+        notify::terminated(&ids.call_id, 200, 4097, "bye").to_string(),
+    )
+    .await;
+    (
+        a["value"][0]["mediaConfig"]["blob"]
+            .as_str()
+            .map(|b| b.contains("a=recvonly")),
+        st["decision"]["record"].clone(),
+        st["decision"]["profile"].clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_from_the_store_override_the_local_file_and_survive_its_outage() {
+    // A stand-in for the store's profile file: its answer is set by the test.
+    #[derive(Clone, Default)]
+    struct Fake(Arc<Mutex<(u16, String)>>);
+    let fake = Fake::default();
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/recording-profiles/file",
+            axum::routing::get(
+                |axum::extract::State(f): axum::extract::State<Fake>| async move {
+                    let (code, body) = f.0.lock().unwrap().clone();
+                    (axum::http::StatusCode::from_u16(code).unwrap(), body)
+                },
+            ),
+        )
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let store = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let set = |code: u16, toml_text: &str| {
+        let v: Value = toml::from_str(toml_text).unwrap();
+        *fake.0.lock().unwrap() = (code, v.to_string());
+    };
+
+    let data = tempfile::tempdir().unwrap();
+    let profiles = data.path().join("profiles.toml");
+    std::fs::write(&profiles, NOBODY).unwrap();
+    let cfg = HostConfig {
+        profiles: Some(profiles.clone()),
+        profiles_url: Some(format!(
+            "http://{store}/api/v1/recording-profiles/file?ingestKey=k"
+        )),
+        profiles_refresh_secs: 3600,
+        ..config(data.path())
+    };
+    set(200, ONLY_ALICE);
+    let host = Host::start(cfg.clone()).await.unwrap();
+    let (c, base) = (client(), url(&host));
+    let port = std::sync::atomic::AtomicU16::new(21_000);
+    let reload = || async {
+        c.post(format!("{base}/api/profiles/reload"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    // The store's set wins over the local file (Alice recorded although the file says nobody).
+    assert_eq!(reload().await, 200);
+    assert_eq!(
+        decide(&c, &base, &port).await,
+        (Some(true), json!(true), json!("Traders"))
+    );
+    // Store down or sending a set bot-host refuses: an error, and the set in force stays.
+    set(503, ONLY_ALICE);
+    assert_eq!(reload().await, 422);
+    *fake.0.lock().unwrap() = (
+        200,
+        r#"{"profile":[{"name":"X","users":["*"],"typo":1}]}"#.into(),
+    );
+    assert_eq!(reload().await, 422);
+    assert_eq!(decide(&c, &base, &port).await.1, json!(true));
+    host.shutdown().await.unwrap();
+
+    // Restarted while the store is down: the store's last set, from the cache.
+    set(503, ONLY_ALICE);
+    let host = Host::start(cfg.clone()).await.unwrap();
+    let base = url(&host);
+    assert_eq!(
+        decide(&c, &base, &port).await,
+        (Some(true), json!(true), json!("Traders"))
+    );
+    // The store holds no profile any more: the local file is in force again.
+    *fake.0.lock().unwrap() = (404, String::new());
+    assert_eq!(
+        c.post(format!("{base}/api/profiles/reload"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(decide(&c, &base, &port).await.1, json!(false));
+    host.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profile_reload_changes_the_next_decision_and_a_broken_file_changes_nothing() {
     let data = tempfile::tempdir().unwrap();
@@ -923,48 +1054,8 @@ async fn a_profile_reload_changes_the_next_decision_and_a_broken_file_changes_no
     .unwrap();
     let base = url(&host);
     let c = client();
-    let leg = scenario_named("internal-p2p-in").legs[0].clone(); // Alice is called
-                                                                 // Each invitation offers its own source address: a new call must not find the previous
-                                                                 // one's route still held by the media plane.
     let port = std::sync::atomic::AtomicU16::new(20_000);
-    // The decision for a fresh invitation: (answer action, decision.record, profile).
-    let decide = || async {
-        let ids = ids();
-        let from = SocketAddr::from((
-            [127, 0, 0, 1],
-            port.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        ));
-        let (s, body) = post_json(
-            &c,
-            &base,
-            notify::incoming_call(&leg, &ids, primary_to(), &offer(from, false, false)).to_string(),
-        )
-        .await;
-        assert_eq!(s, 200, "{body}");
-        let a: Value = serde_json::from_str(&body).unwrap();
-        let st: Value = c
-            .get(format!("{base}/api/calls/{}", ids.call_id))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        // End it so it does not linger.
-        post_json(
-            &c,
-            &base,
-            notify::terminated(&ids.call_id, 200, 4097, "bye").to_string(),
-        )
-        .await;
-        (
-            a["value"][0]["mediaConfig"]["blob"]
-                .as_str()
-                .map(|b| b.contains("a=recvonly")),
-            st["decision"]["record"].clone(),
-            st["decision"]["profile"].clone(),
-        )
-    };
+    let decide = || decide(&c, &base, &port);
     assert_eq!(decide().await, (Some(true), json!(true), json!("Traders")));
 
     // Alice leaves every profile: the next call is answered inactive and not recorded.
@@ -994,9 +1085,9 @@ async fn a_profile_reload_changes_the_next_decision_and_a_broken_file_changes_no
         assert_eq!((recv, record), (Some(false), json!(false)), "after {broken:?}");
     }
     // And the host's own method agrees.
-    assert!(host.reload_profiles().is_err());
+    assert!(host.reload_profiles().await.is_err());
     std::fs::write(&profiles, ONLY_ALICE).unwrap();
-    host.reload_profiles().unwrap();
+    host.reload_profiles().await.unwrap();
     assert_eq!(decide().await, (Some(true), json!(true), json!("Traders")));
     host.shutdown().await.unwrap();
 }

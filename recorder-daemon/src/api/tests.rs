@@ -1759,9 +1759,7 @@ async fn recording_profiles_are_checked_as_a_set_and_served_as_a_bot_host_file()
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let audit = env
-        .get("/api/v1/audit?pageSize=200", &admin)
-        .await;
+    let audit = env.get("/api/v1/audit?pageSize=200", &admin).await;
     let actions: Vec<String> = audit.json()["items"]
         .as_array()
         .unwrap()
