@@ -7,6 +7,7 @@ mod export;
 mod interactions;
 mod params;
 mod strict;
+mod ui;
 #[cfg(test)]
 mod tests;
 
@@ -393,7 +394,11 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         ),
         ("/api/v1/interactions/tags", Method::PUT, put(set_tags)),
         ("/api/v1/interactions/{id}", Method::GET, get(get_one)),
-        ("/api/v1/interactions/{id}/media", Method::GET, get(media)),
+        (
+            "/api/v1/interactions/{id}/media",
+            Method::GET,
+            get(media).layer(axum::middleware::map_request(ui::media_token)),
+        ),
         (
             "/api/v1/interactions/{id}/segments",
             Method::GET,
@@ -468,7 +473,8 @@ pub fn app(state: AppState) -> Router {
     for (path, _, mr) in routes() {
         r = r.route(path, mr);
     }
-    r.fallback(|| async { AppError::not_found("no such endpoint") })
+    r.merge(ui::router())
+        .fallback(|| async { AppError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             AppError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
