@@ -182,7 +182,7 @@ export async function interactionsPage(main, me) {
   async function loadSaved() {
     const list = await api('/saved-searches');
     savedSel.replaceChildren(h('option', { value: '' }, '(none)'),
-      list.map((s) => h('option', { value: s.query, 'data-id': s.id }, s.name)));
+      ...list.map((s) => h('option', { value: s.query, 'data-id': s.id }, s.name)));
   }
   savedSel.addEventListener('change', () => {
     if (!savedSel.value) return;

@@ -19,7 +19,7 @@ export async function playerPage(main, me, idText) {
     d = await api(`/interactions/${id}`);
   } catch (e) {
     main.append(h('h1', {}, `Interaction ${id}`),
-      h('p', { role: 'alert', class: 'err' }, e.status === 404 ? 'This interaction does not exist or you may not see it.' : e.message));
+      h('p', { role: 'alert', class: 'err' }, e.status === 404 || e.status === 403 ? 'This interaction does not exist or you may not see it.' : e.message));
     return null;
   }
   const mayPlay = can(me, 'play');

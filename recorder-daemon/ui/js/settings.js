@@ -31,8 +31,21 @@ export async function settingsPage(main, me, which) {
   return cur.page(body, me);
 }
 
-/** GET that treats 404 (a route this daemon does not have yet) as "not available". */
+let documented = null;
+/** The API paths this daemon serves, from its OpenAPI document (the API's own truth). */
+async function paths() {
+  if (!documented) {
+    const r = await fetch('/api/v1/openapi.json');
+    documented = r.ok ? Object.keys((await r.json()).paths) : [];
+  }
+  return documented;
+}
+
+/** GET of a route a later release adds: "not available" when the served OpenAPI document
+ * does not list it (no request, so no failed request in the console) or it answers 404. */
 async function optional(path, body) {
+  const na = () => body.append(h('p', { class: 'na', role: 'status' }, 'Not available on this server.'));
+  if (!(await paths()).includes(`/api/v1${path}`)) { na(); return null; }
   try {
     return await api(path);
   } catch (e) {
