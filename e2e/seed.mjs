@@ -53,10 +53,10 @@ const mStart = T0 + 3 * 86400e3;
 const meetingLeg = (role) => ({
   callId: `meeting-${role}`, recordingId: `rec-meeting-${role}`, botRole: role, pairingKey: 'meeting:19:ui-test@thread.v2',
   targets: [party('alice')], callingParty: party('alice'), calledParty: { kind: 'meeting', displayName: 'Quarterly review' },
-  answeredBy: party('bob'), startTime: iso(mStart), answeredTime: iso(mStart + 1000), releaseTime: iso(mStart + 31000),
+  answeredBy: party('bob'), startTime: iso(mStart), answeredTime: iso(mStart + 1000), releaseTime: iso(mStart + 26000),
   direction: 'None', callType: 'Internal Meeting', releaseCause: 'Normal', profile: 'Sales',
   participants: ['alice', 'bob', 'carol', 'dave'].map((u, i) => ({
-    participantId: `p-${u}`, party: party(u), msi: 3001 + i, joinTime: iso(mStart), leaveTime: iso(mStart + 31000),
+    participantId: `p-${u}`, party: party(u), msi: 3001 + i, joinTime: iso(mStart), leaveTime: iso(mStart + 26000),
   })),
   retentionDays: 2555, storage: 'local', doubleRecordingType: 'Pro', mediaStatus: 'Available',
   mediaPath: `rec/meeting-${role}`,

@@ -7,9 +7,9 @@ mod export;
 mod interactions;
 mod params;
 mod strict;
-mod ui;
 #[cfg(test)]
 mod tests;
+mod ui;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
