@@ -10,6 +10,7 @@ mod recording_profiles;
 mod strict;
 #[cfg(test)]
 mod tests;
+mod ui;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -394,7 +395,11 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         ),
         ("/api/v1/interactions/tags", Method::PUT, put(set_tags)),
         ("/api/v1/interactions/{id}", Method::GET, get(get_one)),
-        ("/api/v1/interactions/{id}/media", Method::GET, get(media)),
+        (
+            "/api/v1/interactions/{id}/media",
+            Method::GET,
+            get(media).layer(axum::middleware::map_request(ui::media_token)),
+        ),
         (
             "/api/v1/interactions/{id}/segments",
             Method::GET,
@@ -489,7 +494,8 @@ pub fn app(state: AppState) -> Router {
     for (path, _, mr) in routes() {
         r = r.route(path, mr);
     }
-    r.fallback(|| async { AppError::not_found("no such endpoint") })
+    r.merge(ui::router())
+        .fallback(|| async { AppError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             AppError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })

@@ -1774,3 +1774,101 @@ async fn recording_profiles_are_checked_as_a_set_and_served_as_a_bot_host_file()
         );
     }
 }
+
+#[tokio::test]
+async fn media_takes_the_token_from_the_query_for_audio_elements() {
+    let env = loaded(false).await;
+    let admin = env.admin();
+    let outsider = env.token("out@contoso.example", "out-oid", &[]);
+    let media: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    let get = |uri: String, bearer: Option<String>, range: Option<&'static str>| {
+        let mut b = Request::builder().uri(uri);
+        if let Some(t) = bearer {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(r) = range {
+            b = b.header("range", r);
+        }
+        env.raw(b.body(Body::empty()).unwrap())
+    };
+    let media_uri = |q: &str| format!("/api/v1/interactions/1/media?{q}");
+    let r = get(
+        media_uri(&format!("leg=primary&access_token={admin}")),
+        None,
+        Some("bytes=0-9"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.body, &media[..10]);
+    let r = get(
+        media_uri(&format!("access_token={admin}&download=true")),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((r.status, r.body.len()), (StatusCode::OK, 1000));
+    assert!(r.headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    // Audited like a play and a download with the header.
+    for action in ["play", "download"] {
+        let a = env
+            .get(&format!("/api/v1/audit?action={action}&item=1"), &admin)
+            .await
+            .json();
+        assert_eq!(a["total"], 1, "{action}: {a}");
+        assert_eq!(a["items"][0]["userUpn"], "admin@contoso.example");
+    }
+    // A bad token, a user without access, and the header winning over the query.
+    let r = get(media_uri("access_token=not-a-token"), None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = get(media_uri(&format!("access_token={outsider}")), None, None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = get(
+        media_uri(&format!("access_token={admin}")),
+        Some(outsider.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // No other route accepts it.
+    let r = get(
+        format!("/api/v1/interactions?access_token={admin}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = get(
+        format!("/api/v1/interactions/1/segments?access_token={admin}"),
+        Some(admin.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_web_interface_is_served_at_ui() {
+    let env = Env::new(false);
+    let r = env.call(Method::GET, "/ui/", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&r.body).contains("/ui/js/app.js"));
+    assert!(r.headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    let r = env.call(Method::GET, "/ui/js/app.js", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "text/javascript; charset=utf-8");
+    let r = env
+        .call(Method::GET, "/ui/interactions/7", None, None)
+        .await;
+    assert_eq!(r.headers["content-type"], "text/html; charset=utf-8");
+    let r = env.call(Method::GET, "/ui/js/none.js", None, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = env.call(Method::GET, "/", None, None).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers["location"], "/ui/");
+}
