@@ -3,7 +3,8 @@
 # Installs what is missing, regenerates the full fixture set, checks formatting and lints,
 # then runs every test of the workspace (unit, integration over every impaired fixture,
 # RFC vectors, fuzz corpus replays), then the property-based check of the store's HTTP API
-# (schemathesis, scripts/store-api-check.sh; docs/store.md).
+# (schemathesis, scripts/store-api-check.sh; docs/store.md) and the web interface's end-to-end
+# tests in a real browser (scripts/ui-test.sh; docs/ui.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,8 @@ echo "== tests" >&2
 cargo test --workspace --locked
 echo "== store API, property-based (schemathesis)" >&2
 bash scripts/store-api-check.sh 45
+echo "== web interface, end to end in headless chromium (Playwright)" >&2
+bash scripts/ui-test.sh
 # The one-hour dual-bot alignment check (800 ms offset, 100 ppm drift): two hours of packets,
 # so in release.
 cargo test --release --locked -p media-core --test merge -- --ignored
