@@ -93,6 +93,10 @@ struct Health {
     since: Option<chrono::DateTime<chrono::Utc>>,
     failures: u32,
     next_attempt: Option<Instant>,
+    /// A trial attempt was let through while failed: its failure lengthens the back-off.
+    /// Failures of attempts already in flight when the storage failed do not, so a burst of
+    /// concurrent failures counts once.
+    trial: bool,
     waiting: u64,
     uploaded: u64,
 }
@@ -448,6 +452,7 @@ impl Uploader {
             let now = Instant::now();
             if h.next_attempt.is_none_or(|t| t <= now) {
                 h.next_attempt = Some(now + backoff(cfg, h.failures.max(1)));
+                h.trial = true;
                 true
             } else {
                 false
@@ -460,12 +465,15 @@ impl Uploader {
             let first = !h.failed;
             h.known = true;
             h.failed = true;
-            h.failures = h.failures.saturating_add(1);
             h.last_error = Some(e.to_string());
+            if first || h.trial {
+                h.failures = h.failures.saturating_add(1);
+                h.next_attempt = Some(Instant::now() + backoff(&self.cfg, h.failures));
+            }
             if first {
                 h.since = Some(chrono::Utc::now());
             }
-            h.next_attempt = Some(Instant::now() + backoff(&self.cfg, h.failures));
+            h.trial = false;
             first
         });
         if first {
@@ -492,6 +500,7 @@ impl Uploader {
             h.failed = false;
             h.failures = 0;
             h.next_attempt = None;
+            h.trial = false;
             if was {
                 h.since = Some(chrono::Utc::now());
             }
@@ -833,5 +842,97 @@ impl Uploader {
             }
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sealed::{write_sealed, SealedSpec};
+    use super::*;
+    use crate::rbac::Scope;
+    use crate::storage::local::LocalStorage;
+    use crate::store::sqlite::SqliteStore;
+
+    fn uploader(dir: &Path, keep: bool, store: Arc<dyn Store>) -> Arc<Uploader> {
+        let mut storages = Storages::default();
+        storages.insert(Arc::new(
+            LocalStorage::open("local", &dir.join("storage"), None).unwrap(),
+        ));
+        Uploader::new(UploaderParts {
+            storages,
+            paired: BTreeMap::new(),
+            spools: vec![dir.join("spool")],
+            keep_spool_copy: keep,
+            cfg: UploadConfig::default(),
+            alarms: Alarms::new(store.clone(), "t", None),
+            store,
+            journal: Journal::open(&dir.join("journal.db")).unwrap(),
+            health: Arc::default(),
+        })
+    }
+
+    fn seal(dir: &Path, id: &str) {
+        write_sealed(
+            &dir.join("spool"),
+            &SealedSpec {
+                id,
+                storage: "local",
+                double_recording_type: "Pro",
+                start_time: "2026-11-26T10:00:00Z",
+                mixed: b"opus",
+            },
+        )
+        .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kept_spool_copy_moves_to_uploaded_and_pro_without_a_pair_stores_one_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        seal(dir.path(), "r1");
+        let up = uploader(dir.path(), true, store.clone());
+        let r = up.clone().pass().await.unwrap();
+        assert_eq!(r.done, 1);
+        assert!(dir.path().join("spool/uploaded/r1/manifest.json").is_file());
+        assert!(!dir.path().join("spool/sealed/r1").exists());
+        assert!(dir.path().join("storage/2026/11/26/r1/mixed.ogg").is_file());
+        let d = store.get(1, &Scope::All).unwrap().unwrap();
+        assert_eq!(d.legs[0].media_status, MediaStatus::Available);
+        // Nothing left: a second pass does nothing.
+        assert_eq!(up.pass().await.unwrap(), PassReport::default());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_recording_indexed_before_a_crash_only_leaves_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        seal(dir.path(), "r1");
+        {
+            // The journal of a run killed after indexing, before the spool move.
+            let j = Journal::open(&dir.path().join("journal.db")).unwrap();
+            j.begin("r1", &dir.path().join("spool"), "2026/11/26/r1")
+                .unwrap();
+            j.set_step("r1", Step::Indexed).unwrap();
+        }
+        let up = uploader(dir.path(), false, store.clone());
+        up.recover().await.unwrap();
+        assert!(!dir.path().join("spool/sealed/r1").exists());
+        assert!(!dir.path().join("spool/uploaded/r1").exists());
+        // It trusted the journal: no copy was made again.
+        assert!(!dir.path().join("storage/2026").exists());
+        assert_eq!(up.journal.step("r1").unwrap(), Some(Step::Done));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        let cfg = UploadConfig {
+            retry_base_ms: 100,
+            retry_max_ms: 1000,
+            ..Default::default()
+        };
+        for (n, lo, hi) in [(1, 50, 100), (2, 100, 200), (3, 200, 400), (9, 500, 1000)] {
+            let d = backoff(&cfg, n).as_millis() as u64;
+            assert!((lo..=hi).contains(&d), "{n}: {d}");
+        }
     }
 }
