@@ -880,6 +880,7 @@ mod tests {
                 double_recording_type: "Pro",
                 start_time: "2026-11-26T10:00:00Z",
                 mixed: b"opus",
+                track: None,
             },
         )
         .unwrap();
@@ -921,6 +922,57 @@ mod tests {
         // It trusted the journal: no copy was made again.
         assert!(!dir.path().join("storage/2026").exists());
         assert_eq!(up.journal.step("r1").unwrap(), Some(Step::Done));
+    }
+
+    /// A 2 s Ogg Opus track from media-core's writer.
+    fn opus_track() -> Vec<u8> {
+        use media_core::ogg::{OggOpusWriter, OpusHead};
+        let head = OpusHead {
+            channels: 1,
+            pre_skip: 312,
+            input_sample_rate: 48_000,
+            output_gain: 0,
+        };
+        let mut w = OggOpusWriter::new(7, head, &[("PARTICIPANT", "p")]);
+        for _ in 0..100 {
+            w.write_packet(&[0xF8, 0xFF, 0xFE], 960);
+        }
+        w.finish();
+        w.output().clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ogg_damage_under_a_matching_manifest_is_rejected_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        let good = opus_track();
+        // Damaged before sealing: the manifest matches, the page CRC does not.
+        let mut bad = good.clone();
+        let at = bad.len() - 2;
+        bad[at] ^= 0x40;
+        for (id, track) in [("good", &good), ("bad", &bad)] {
+            write_sealed(
+                &dir.path().join("spool"),
+                &SealedSpec {
+                    id,
+                    storage: "local",
+                    double_recording_type: "Essentials",
+                    start_time: "2026-11-26T10:00:00Z",
+                    mixed: b"mix",
+                    track: Some((track, (96_000.0 - 312.0) / 48.0)),
+                },
+            )
+            .unwrap();
+        }
+        let up = uploader(dir.path(), false, store);
+        let r = up.pass().await.unwrap();
+        assert_eq!((r.done, r.rejected), (1, 1), "{r:?}");
+        let stored = dir.path().join("storage/2026/11/26/good");
+        assert_eq!(std::fs::read(stored.join("1001.ogg")).unwrap(), good);
+        assert!(dir.path().join("spool/rejected/bad/1001.ogg").is_file());
+        let reason =
+            std::fs::read_to_string(dir.path().join("spool/rejected/bad.reason.txt")).unwrap();
+        assert!(reason.contains("1001.ogg"), "{reason}");
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct SealedSpec<'a> {
     pub start_time: &'a str,
     /// The bytes of `mixed.ogg`.
     pub mixed: &'a [u8],
+    /// One speaker track (`1001.ogg`, Ogg Opus) and its duration in ms, listed in `meta.json`
+    /// so that verification checks its pages and granules, not only its hash.
+    pub track: Option<(&'a [u8], f64)>,
 }
 
 /// Writes `<spool>/sealed/<id>/` and returns it. The directory is written under a dot name and
@@ -28,10 +31,16 @@ pub fn write_sealed(spool: &Path, spec: &SealedSpec<'_>) -> Result<PathBuf> {
     std::fs::create_dir_all(&sealed)?;
     let tmp = sealed.join(format!(".{}.tmp", spec.id));
     std::fs::create_dir_all(&tmp)?;
+    let tracks = match spec.track {
+        Some((_, ms)) => {
+            serde_json::json!([{"participant": "p", "msi": 1001, "file": "1001.ogg", "duration_ms": ms}])
+        }
+        None => serde_json::json!([]),
+    };
     let meta = serde_json::json!({
         "recording_id": spec.id,
         "status": "complete",
-        "tracks": [],
+        "tracks": tracks,
         "interaction": {
             "callId": format!("call-{}", spec.id),
             "recordingId": spec.id,
@@ -47,11 +56,14 @@ pub fn write_sealed(spool: &Path, spec: &SealedSpec<'_>) -> Result<PathBuf> {
             "targets": [{"kind": "user", "id": "u1", "displayName": "Ann", "upn": "ann@contoso.example"}],
         }
     });
-    let files: [(&str, Vec<u8>); 3] = [
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
         ("meta.json", serde_json::to_vec_pretty(&meta)?),
         ("mixed.ogg", spec.mixed.to_vec()),
         ("segments.json", b"[]".to_vec()),
     ];
+    if let Some((track, _)) = spec.track {
+        files.insert(0, ("1001.ogg", track.to_vec()));
+    }
     let mut listed = Vec::new();
     for (name, data) in &files {
         std::fs::write(tmp.join(name), data)?;
