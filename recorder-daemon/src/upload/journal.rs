@@ -3,7 +3,8 @@
 //! store so that the uploader's steps never wait behind the store's writers.
 //!
 //! A recording moves `uploading` -> (one `copies` row per storage whose copy verified) ->
-//! `indexed` (the store says Available) -> `done` (the spool copy is gone or kept aside).
+//! `indexed` (the store says Available) -> done (the spool copy is gone or kept aside; its rows
+//! are deleted, so the journal holds only the work in progress).
 //! After a crash the uploader resumes from the last step written: copies already verified are
 //! not sent again, an indexed recording only has its spool copy moved. Every step is also
 //! safe to repeat (idempotent puts to a key fixed by the recording, upsert by recording id),
@@ -21,7 +22,7 @@ pub enum Step {
     Uploading,
     /// Every copy verified and the store updated; the spool copy remains to be moved.
     Indexed,
-    /// Finished.
+    /// Finished (the journal then forgets the recording).
     Done,
 }
 
@@ -158,11 +159,21 @@ impl Journal {
         Ok(())
     }
 
-    /// Moves `recording_id` to `step`.
+    /// Moves `recording_id` to `step`. `Done` forgets the recording: nothing is left to
+    /// resume, and the journal stays as small as the work in progress.
     pub fn set_step(&self, recording_id: &str, step: Step) -> Result<(), JournalError> {
-        self.lock()
-            .prepare_cached("UPDATE uploads SET step = ?, updated_at = ? WHERE recording_id = ?")?
+        let mut conn = self.lock();
+        if step == Step::Done {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM copies WHERE recording_id = ?", [recording_id])?;
+            tx.execute("DELETE FROM uploads WHERE recording_id = ?", [recording_id])?;
+            tx.commit()?;
+        } else {
+            conn.prepare_cached(
+                "UPDATE uploads SET step = ?, updated_at = ? WHERE recording_id = ?",
+            )?
             .execute(params![step.as_str(), now(), recording_id])?;
+        }
         Ok(())
     }
 
@@ -202,5 +213,7 @@ mod tests {
         );
         j.set_step("r1", Step::Done).unwrap();
         assert!(j.indexed().unwrap().is_empty());
+        assert_eq!(j.step("r1").unwrap(), None);
+        assert!(j.copies("r1").unwrap().is_empty());
     }
 }

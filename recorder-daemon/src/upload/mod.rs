@@ -527,7 +527,7 @@ impl Uploader {
         let j = self.journal.clone();
         let idc = id.to_string();
         let step = spawn_blocking_err(tokio::task::spawn_blocking(move || j.step(&idc)).await)??;
-        if matches!(step, Some(Step::Indexed | Step::Done)) {
+        if step == Some(Step::Indexed) {
             // Stored and indexed before a crash; only the spool copy is left to move.
             self.finish(spool, id).await?;
             return Ok(Outcome::Done);
@@ -921,7 +921,11 @@ mod tests {
         assert!(!dir.path().join("spool/uploaded/r1").exists());
         // It trusted the journal: no copy was made again.
         assert!(!dir.path().join("storage/2026").exists());
-        assert_eq!(up.journal.step("r1").unwrap(), Some(Step::Done));
+        assert_eq!(
+            up.journal.step("r1").unwrap(),
+            None,
+            "finished and forgotten"
+        );
     }
 
     /// A 2 s Ogg Opus track from media-core's writer.
