@@ -41,6 +41,74 @@ pub struct Config {
     pub body_limit: usize,
     /// Base of the `Call Link` column of exports.
     pub public_url: Option<String>,
+    /// The storages recordings go to (`[[storage]]`); none configured: one local storage
+    /// named `local` at [`Config::storage_root`].
+    pub storage: Vec<StorageConfig>,
+    /// bot-host spool directories whose `sealed/` the uploader empties.
+    pub spool_dirs: Vec<PathBuf>,
+    /// Keep the spool copy of an uploaded recording (moved to `<spool>/uploaded/<id>/`).
+    pub keep_spool_copy: bool,
+    /// Where alarms are POSTed (JSON), besides the log and the system activity log.
+    pub alarm_webhook: Option<String>,
+    /// Uploader tuning.
+    pub upload: UploadConfig,
+}
+
+/// One `[[storage]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The friendly name recording profiles use.
+    pub name: String,
+    /// `local` or `azure`.
+    pub kind: StorageKind,
+    /// Local: the directory (default `<data_dir>/storage` for `local`, else
+    /// `<data_dir>/storage-<name>`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Local: the most bytes the storage may hold; a put beyond it fails as a full disk does.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// The storage that receives the second (geo-redundant) copy of Pro recordings.
+    #[serde(default)]
+    pub paired: Option<String>,
+    // The Azure backend's settings (`[storage.azure]`, `storage::azure::AzureConfig`) are
+    // added here when that backend is merged.
+}
+
+/// Storage backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// A local directory tree.
+    Local,
+    /// Azure Blob Storage.
+    Azure,
+}
+
+/// `[upload]`: how the uploader polls and retries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadConfig {
+    /// How often `sealed/` is scanned, ms.
+    pub poll_ms: u64,
+    /// Recordings uploaded at the same time.
+    pub concurrency: usize,
+    /// First retry delay after a failure, ms (doubled each failure, with jitter).
+    pub retry_base_ms: u64,
+    /// Longest retry delay, ms.
+    pub retry_max_ms: u64,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self {
+            poll_ms: 1000,
+            concurrency: 8,
+            retry_base_ms: 1000,
+            retry_max_ms: 300_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -59,6 +127,11 @@ impl Default for Config {
             global_admins: Vec::new(),
             body_limit: 1 << 20,
             public_url: None,
+            storage: Vec::new(),
+            spool_dirs: Vec::new(),
+            keep_spool_copy: false,
+            alarm_webhook: None,
+            upload: UploadConfig::default(),
         }
     }
 }
@@ -84,6 +157,54 @@ impl Config {
         self.storage_root
             .clone()
             .unwrap_or_else(|| self.data_dir.join("storage"))
+    }
+
+    /// The storages in force: the configured ones, or the embedded default (one local
+    /// storage `local` at the storage root). Names are unique and `paired` names another one.
+    pub fn storages(&self) -> Result<Vec<StorageConfig>> {
+        let mut list = if self.storage.is_empty() {
+            vec![StorageConfig {
+                name: "local".into(),
+                kind: StorageKind::Local,
+                path: None,
+                max_bytes: None,
+                paired: None,
+            }]
+        } else {
+            self.storage.clone()
+        };
+        for s in &mut list {
+            anyhow::ensure!(
+                !s.name.is_empty() && s.name.len() <= 256 && !s.name.contains('/'),
+                "storage name {:?}: 1..256 characters, no '/'",
+                s.name
+            );
+            if s.kind == StorageKind::Local && s.path.is_none() {
+                s.path = Some(if s.name == "local" {
+                    self.storage_root()
+                } else {
+                    self.data_dir.join(format!("storage-{}", s.name))
+                });
+            }
+        }
+        let names: std::collections::BTreeSet<&str> =
+            list.iter().map(|s| s.name.as_str()).collect();
+        anyhow::ensure!(names.len() == list.len(), "storage names must be unique");
+        for s in &list {
+            if let Some(p) = &s.paired {
+                anyhow::ensure!(
+                    names.contains(p.as_str()) && p != &s.name,
+                    "storage {}: paired storage {p:?} is not another configured storage",
+                    s.name
+                );
+            }
+        }
+        Ok(list)
+    }
+
+    /// The uploader's journal (its own SQLite file, apart from the store).
+    pub fn journal_path(&self) -> PathBuf {
+        self.data_dir.join("upload-journal.db")
     }
 
     /// The HS256 secret (configured, or the data directory's development key).
@@ -123,5 +244,34 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/x"));
         std::fs::write(&p, "tenant = \"t\"\n").unwrap();
         assert!(Config::load(Some(&p), None).is_err());
+    }
+
+    #[test]
+    fn storages_default_to_one_local_and_pairs_must_exist() {
+        let c = Config::load(None, Some("/d".into())).unwrap();
+        let s = c.storages().unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].name, "local");
+        assert_eq!(s[0].path.as_deref(), Some(Path::new("/d/storage")));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[[storage]]\nname = \"local\"\nkind = \"local\"\npaired = \"geo\"\n\
+             [[storage]]\nname = \"geo\"\nkind = \"local\"\nmax_bytes = 5\n",
+        )
+        .unwrap();
+        let s = Config::load(Some(&p), Some("/d".into()))
+            .unwrap()
+            .storages()
+            .unwrap();
+        assert_eq!(s[1].path.as_deref(), Some(Path::new("/d/storage-geo")));
+        assert_eq!(s[1].max_bytes, Some(5));
+        std::fs::write(
+            &p,
+            "[[storage]]\nname = \"local\"\nkind = \"local\"\npaired = \"nope\"\n",
+        )
+        .unwrap();
+        assert!(Config::load(Some(&p), None).unwrap().storages().is_err());
     }
 }

@@ -1,8 +1,10 @@
 //! `recorder-daemon`: the recorder's storage side. `serve` runs the HTTP metadata store
 //! (docs/store.md); `token` mints a development bearer token; `audit verify` checks the audit
-//! trail's hash chain; `verify` checks recording directories written by bot-host. The
-//! uploader and the retention cycle (issue 6, the rest of issue 7) follow.
+//! trail's hash chain; `verify` checks recording directories written by bot-host; `upload
+//! --once` empties the spools once (`serve` runs the uploader continuously). The retention
+//! cycle (issue 6) follows.
 
+mod alarms;
 mod api;
 mod audit;
 mod auth;
@@ -14,10 +16,9 @@ mod media;
 mod merge;
 mod model;
 mod rbac;
-// Used by the uploader and retention cycle being built on it (issue 6).
-#[allow(dead_code)]
 mod storage;
 mod store;
+mod upload;
 mod verify;
 
 use std::path::PathBuf;
@@ -27,7 +28,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use std::collections::BTreeMap;
+
+use crate::config::{Config, StorageKind};
+use crate::storage::local::LocalStorage;
+use crate::storage::Storages;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 
@@ -94,6 +99,33 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         runs: usize,
     },
+    /// Upload the sealed recordings of the configured spools (what `serve` does continuously).
+    Upload {
+        /// One pass, then exit (non-zero when recordings remain).
+        #[arg(long)]
+        once: bool,
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the configuration).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Upload benchmark: N synthetic sealed recordings of BYTES each to a local storage.
+    BenchUpload {
+        /// Directory of the benchmark (recreated).
+        #[arg(long, default_value = "./bench-upload")]
+        dir: PathBuf,
+        /// Recordings.
+        #[arg(long, default_value_t = 1000)]
+        recordings: usize,
+        /// Size of each recording's mixed.ogg, bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        size: usize,
+        /// Recordings uploaded at the same time.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
     /// Verify recording directories (meta.json + Ogg Opus tracks) as written by bot-host.
     Verify {
         /// Recording directories.
@@ -124,6 +156,17 @@ fn main() -> ExitCode {
             interactions,
             runs,
         } => bench::run(&dir, interactions, runs),
+        Command::Upload {
+            once,
+            config,
+            data_dir,
+        } => Config::load(config.as_deref(), data_dir).and_then(|c| upload_cmd(c, once)),
+        Command::BenchUpload {
+            dir,
+            recordings,
+            size,
+            concurrency,
+        } => bench::upload(&dir, recordings, size, concurrency),
         Command::Serve { config, data_dir } => {
             Config::load(config.as_deref(), data_dir).and_then(serve)
         }
@@ -240,9 +283,92 @@ fn audit_verify(cfg: &Config) -> Result<()> {
     }
 }
 
+/// The configured storages, opened, and the storage -> paired storage map.
+pub fn open_storages(cfg: &Config) -> Result<(Storages, BTreeMap<String, String>)> {
+    let mut storages = Storages::default();
+    let mut paired = BTreeMap::new();
+    for s in cfg.storages()? {
+        let opened: Arc<dyn storage::Storage> = match s.kind {
+            StorageKind::Local => {
+                let path = s.path.clone().unwrap_or_else(|| cfg.storage_root());
+                Arc::new(
+                    LocalStorage::open(&s.name, &path, s.max_bytes)
+                        .with_context(|| format!("storage {}: {}", s.name, path.display()))?,
+                )
+            }
+            // The Azure backend (storage::azure::AzureStorage::connect(&s.name, &azure_config))
+            // plugs in here when it is merged.
+            StorageKind::Azure => {
+                anyhow::bail!("storage {}: the azure backend is not built in", s.name)
+            }
+        };
+        storages.insert(opened);
+        if let Some(p) = s.paired {
+            paired.insert(s.name.clone(), p);
+        }
+    }
+    Ok((storages, paired))
+}
+
+/// The uploader over the configuration's spools and storages.
+fn uploader(
+    cfg: &Config,
+    store: Arc<dyn Store>,
+    storages: Storages,
+    paired: BTreeMap<String, String>,
+    health: Arc<upload::HealthBoard>,
+) -> Result<Arc<upload::Uploader>> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let journal = upload::journal::Journal::open(&cfg.journal_path())
+        .with_context(|| format!("opening {}", cfg.journal_path().display()))?;
+    Ok(upload::Uploader::new(upload::UploaderParts {
+        storages,
+        paired,
+        spools: cfg.spool_dirs.clone(),
+        keep_spool_copy: cfg.keep_spool_copy,
+        cfg: cfg.upload.clone(),
+        alarms: alarms::Alarms::new(store.clone(), &cfg.tenant_id, cfg.alarm_webhook.clone()),
+        store,
+        journal,
+        health,
+    }))
+}
+
+fn upload_cmd(cfg: Config, once: bool) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
+        let (storages, paired) = open_storages(&cfg)?;
+        let up = uploader(&cfg, store, storages, paired, Default::default())?;
+        if !once {
+            tokio::select! { _ = up.run() => {}, _ = shutdown() => {} }
+            return Ok(());
+        }
+        up.recover().await?;
+        let r = up.pass().await?;
+        println!(
+            "uploaded {}, waiting {}, rejected {}, held {}",
+            r.done, r.waiting, r.rejected, r.held
+        );
+        anyhow::ensure!(
+            r.waiting == 0 && r.held == 0,
+            "recordings remain in the spool"
+        );
+        Ok(())
+    })
+}
+
 /// The state `serve` runs with.
-fn state(cfg: &Config, public_url: String) -> Result<api::AppState> {
-    let store: Arc<dyn Store> = Arc::new(open_store(cfg)?);
+fn state(
+    cfg: &Config,
+    public_url: String,
+    store: Arc<dyn Store>,
+    storages: Storages,
+    health: Arc<upload::HealthBoard>,
+) -> Result<api::AppState> {
     let root = cfg.storage_root();
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     Ok(api::AppState::new(
@@ -254,7 +380,8 @@ fn state(cfg: &Config, public_url: String) -> Result<api::AppState> {
         Some(cfg.audit_anchor()),
         public_url,
         cfg.body_limit,
-    ))
+    )
+    .with_storages(storages, health))
 }
 
 fn serve(cfg: Config) -> Result<()> {
@@ -267,11 +394,31 @@ fn serve(cfg: Config) -> Result<()> {
             .with_context(|| format!("binding {}", cfg.listen))?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
-        let state = state(&cfg, cfg.public_url.clone().unwrap_or_else(|| url.clone()))?;
+        let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
+        let (storages, paired) = open_storages(&cfg)?;
+        let health = Arc::new(upload::HealthBoard::default());
+        let up = uploader(
+            &cfg,
+            store.clone(),
+            storages.clone(),
+            paired,
+            health.clone(),
+        )?;
+        let state = state(
+            &cfg,
+            cfg.public_url.clone().unwrap_or_else(|| url.clone()),
+            store,
+            storages,
+            health,
+        )?;
+        // The uploader runs beside the API; a crash anywhere in it is the journal's business,
+        // so stopping the daemon simply drops it.
+        let uploading = tokio::spawn(up.run());
         println!("recorder-daemon serve: {url}");
         axum::serve(listener, api::app(state))
             .with_graceful_shutdown(shutdown())
             .await?;
+        uploading.abort();
         Ok(())
     })
 }

@@ -177,6 +177,32 @@ string_enum!(
     }
 );
 
+impl MediaStatus {
+    /// Where the status stands in a leg's life: Recording -> Pending -> Failed/Unavailable ->
+    /// Available -> Deleted. Available outranks Failed because a recording that reached
+    /// storage verified is there whatever a bot said before.
+    fn rank(self) -> u8 {
+        match self {
+            MediaStatus::Recording => 0,
+            MediaStatus::Pending => 1,
+            MediaStatus::Failed | MediaStatus::Unavailable => 2,
+            MediaStatus::Available => 3,
+            MediaStatus::Deleted => 4,
+        }
+    }
+
+    /// The status after an update saying `new` to a leg at `self`: media status only moves
+    /// forward, so a late, retried bot-host post (Pending, Recording) cannot move a leg the
+    /// uploader made Available back.
+    pub fn advance(self, new: MediaStatus) -> MediaStatus {
+        if new.rank() >= self.rank() {
+            new
+        } else {
+            self
+        }
+    }
+}
+
 /// One leg's metadata as bot-host posts it to `POST /api/v1/interactions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -6,14 +6,17 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
 
 use super::params::{pairs, search_query};
 use super::{parse_id, ApiJson, AppError, AppState, Caller};
 use crate::auth::INGEST_ROLE;
-use crate::media::{parse_range, resolve, LegChoice, RangeReq, MIXED_FILE};
+use crate::media::{parse_range, LegChoice, RangeReq, MIXED_FILE};
 use crate::model::{BotRole, LegUpdate, MediaStatus};
 use crate::rbac::Permission;
+use crate::storage::{Storage, StorageError};
 
 /// Compares without an early exit on the first different byte, so the ingest key cannot be
 /// guessed byte by byte from response times.
@@ -360,14 +363,15 @@ pub async fn request_deletion(
     Ok((StatusCode::ACCEPTED, Json(r)).into_response())
 }
 
-/// The file `name` of the chosen leg's recording directory, for a caller who may see the call.
+/// The storage and key of the file `name` of the chosen leg's recording, for a caller who may
+/// see the call. The leg's `storage` names the storage (empty: `local`).
 async fn leg_file(
     state: &AppState,
     caller: &Caller,
     id: i64,
     leg: LegChoice,
     name: &str,
-) -> Result<std::path::PathBuf, AppError> {
+) -> Result<(Arc<dyn Storage>, String), AppError> {
     caller.require_calls()?;
     let scope = caller.scope(state).await?;
     let d = state
@@ -385,13 +389,34 @@ async fn leg_file(
             .filter(|l| l.media_path.is_some())
             .or(find(BotRole::Paired)),
     };
-    let rel = chosen
-        .and_then(|l| l.media_path.clone())
+    let chosen = chosen
+        .filter(|l| l.media_path.is_some())
         .ok_or_else(|| AppError::not_found("no media stored for this leg yet"))?;
-    resolve(&state.storage_root, &rel, name).map_err(|e| {
-        eprintln!("recorder-daemon: interaction {id}: {e}");
+    let rel = chosen.media_path.clone().unwrap_or_default();
+    let storage_name = match chosen.metadata.storage.as_str() {
+        "" => "local",
+        s => s,
+    };
+    let storage = state.storages.get(storage_name).cloned().ok_or_else(|| {
+        eprintln!("recorder-daemon: interaction {id}: storage {storage_name:?} is not configured");
         AppError::not_found(format!("{name} not found"))
-    })
+    })?;
+    let key = format!("{}/{name}", rel.trim_end_matches('/'));
+    Ok((storage, key))
+}
+
+/// Maps a storage failure of a download: missing or refused keys are a 404 (logged), a storage
+/// that is down a 503.
+fn storage_error(id: i64, e: StorageError) -> AppError {
+    eprintln!("recorder-daemon: interaction {id}: {e}");
+    if e.is_storage_down() {
+        AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the recording's storage is unavailable",
+        )
+    } else {
+        AppError::not_found("recording file not found")
+    }
 }
 
 fn leg_param(
@@ -439,15 +464,30 @@ pub async fn segments(
     let id = parse_id(&id)?;
     let (leg, _) = leg_param(raw.as_deref(), &[])?;
     caller.require(Permission::Play)?;
-    let path = leg_file(&state, &caller, id, leg, "segments.json").await?;
-    let bytes = tokio::fs::read(&path)
+    let (storage, key) = leg_file(&state, &caller, id, leg, "segments.json").await?;
+    let size = storage
+        .head(&key)
         .await
-        .map_err(|_| AppError::not_found("segments.json not found"))?;
-    if bytes.len() as u64 > MAX_SEGMENTS_FILE {
-        return Err(AppError::internal(format!("{}: too large", path.display())));
+        .map_err(|e| storage_error(id, e))?
+        .ok_or_else(|| AppError::not_found("segments.json not found"))?
+        .size;
+    if size > MAX_SEGMENTS_FILE {
+        return Err(AppError::internal(format!("{key}: too large")));
     }
-    let segs: Vec<SpeechSegment> = serde_json::from_slice(&bytes)
-        .map_err(|e| AppError::internal(format!("{}: {e}", path.display())))?;
+    let mut stream = storage
+        .get(&key, None)
+        .await
+        .map_err(|e| storage_error(id, e))?;
+    let mut bytes = Vec::with_capacity(size as usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| AppError::internal(format!("{key}: {e}")))?;
+        if (bytes.len() + chunk.len()) as u64 > MAX_SEGMENTS_FILE {
+            return Err(AppError::internal(format!("{key}: too large")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let segs: Vec<SpeechSegment> =
+        serde_json::from_slice(&bytes).map_err(|e| AppError::internal(format!("{key}: {e}")))?;
     state
         .audit(caller.audit(
             "view",
@@ -482,15 +522,16 @@ pub async fn media(
     } else {
         Permission::Play
     })?;
-    let path = leg_file(&state, &caller, id, leg, MIXED_FILE).await?;
-    let mut file = tokio::fs::File::open(&path)
+    let (storage, key) = leg_file(&state, &caller, id, leg, MIXED_FILE).await?;
+    let len = storage
+        .head(&key)
         .await
-        .map_err(|_| AppError::not_found("recording file not found"))?;
-    let len = file
-        .metadata()
-        .await
-        .map_err(|e| AppError::internal(e.to_string()))?
-        .len();
+        .map_err(|e| storage_error(id, e))?
+        .ok_or_else(|| {
+            eprintln!("recorder-daemon: interaction {id}: {key} missing from its storage");
+            AppError::not_found("recording file not found")
+        })?
+        .size;
     let range = parse_range(
         headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
         len,
@@ -519,10 +560,17 @@ pub async fn media(
             .await?;
     }
     let count = if len == 0 { 0 } else { end - start + 1 };
-    file.seek(std::io::SeekFrom::Start(start))
-        .await
-        .map_err(|e| AppError::internal(e.to_string()))?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(count)));
+    let body = if count == 0 {
+        Body::empty()
+    } else {
+        // Streamed from the storage, never read whole.
+        Body::from_stream(
+            storage
+                .get(&key, Some(start..end + 1))
+                .await
+                .map_err(|e| storage_error(id, e))?,
+        )
+    };
     let mut b = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "audio/ogg")

@@ -8,6 +8,7 @@ mod interactions;
 mod params;
 mod recording_profiles;
 mod strict;
+mod system;
 #[cfg(test)]
 mod tests;
 mod ui;
@@ -27,7 +28,10 @@ use serde::de::DeserializeOwned;
 use crate::audit::{write_anchor, Anchor, NewAudit};
 use crate::auth::{AuthError, Claims, TokenKeys};
 use crate::rbac::{CallAccess, Effective, Permission, Scope};
+use crate::storage::local::LocalStorage;
+use crate::storage::Storages;
 use crate::store::{Actor, Store, StoreError, StoreResult};
+use crate::upload::HealthBoard;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -40,8 +44,10 @@ pub struct AppState {
     pub ingest_key: Option<String>,
     /// Bootstrap global administrators (UPN or object id, lower case).
     pub global_admins: BTreeSet<String>,
-    /// Storage root of recordings.
-    pub storage_root: PathBuf,
+    /// The storages downloads read from, by friendly name (a leg's `storage`).
+    pub storages: Storages,
+    /// Connection status of the storages (kept by the uploader).
+    pub health: Arc<HealthBoard>,
     /// Where the audit anchor is written (`None`: not written, for tests of the store alone).
     pub audit_anchor: Option<PathBuf>,
     /// Base URL of `Call Link`.
@@ -55,7 +61,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over `store`.
+    /// State over `store`, with one local storage `local` at `storage_root` (replace the
+    /// storages with [`AppState::with_storages`]).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
@@ -75,13 +82,21 @@ impl AppState {
                 .into_iter()
                 .map(|s| s.to_lowercase())
                 .collect(),
-            storage_root,
+            storages: default_storages(&storage_root),
+            health: Arc::new(HealthBoard::default()),
             audit_anchor,
             public_url,
             body_limit,
             anchor_lock: Arc::new(Mutex::new(0)),
             seen_tokens: Arc::new(Mutex::new(BTreeSet::new())),
         }
+    }
+
+    /// Uses `storages` (and the uploader's status board) instead of the default.
+    pub fn with_storages(mut self, storages: Storages, health: Arc<HealthBoard>) -> Self {
+        self.storages = storages;
+        self.health = health;
+        self
     }
 
     /// Runs a store call on the blocking pool.
@@ -123,6 +138,17 @@ impl AppState {
         .await
         .map_err(|e| AppError::internal(format!("audit task: {e}")))?
     }
+}
+
+/// One local storage named `local` at `root`; none (every download a 404, logged) when the
+/// directory cannot be opened.
+fn default_storages(root: &std::path::Path) -> Storages {
+    let mut s = Storages::default();
+    match LocalStorage::open("local", root, None) {
+        Ok(l) => s.insert(Arc::new(l)),
+        Err(e) => eprintln!("recorder-daemon: storage root {}: {e}", root.display()),
+    }
+    s
 }
 
 /// Every failure of the API: a status and a message, sent as `{"error": message}`.
@@ -479,6 +505,9 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             delete(delete_saved),
         ),
         ("/api/v1/audit", Method::GET, get(audit_search)),
+        ("/api/v1/alarms", Method::GET, get(system::alarms)),
+        ("/api/v1/activity", Method::GET, get(system::activity)),
+        ("/api/v1/storages", Method::GET, get(system::storages)),
         (
             "/api/v1/audit/export",
             Method::GET,

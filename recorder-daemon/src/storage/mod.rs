@@ -6,6 +6,8 @@
 //! operator browsing a container or a directory finds calls by date, and the retention cycle
 //! deletes one prefix per recording. Keys use `/` on every backend.
 
+pub mod local;
+
 use std::ops::Range;
 use std::path::Path;
 use std::pin::Pin;
@@ -144,6 +146,13 @@ pub trait Storage: Send + Sync + 'static {
     /// A cheap round trip that proves the storage is reachable and the credentials work
     /// (connection status, and clearing the `ConnectionFailed` alarm).
     async fn probe(&self) -> Result<(), StorageError>;
+
+    /// Bytes the storage holds, when the backend can tell cheaply (the status page shows it).
+    /// Added after the first version of the trait, with a default, so existing backends
+    /// compile unchanged.
+    async fn consumed_bytes(&self) -> Result<Option<u64>, StorageError> {
+        Ok(None)
+    }
 }
 
 /// The configured storages by friendly name (the names recording profiles use).

@@ -2,6 +2,7 @@
 //! "Defaults and scale"). Methods are synchronous: the HTTP layer calls them on the blocking
 //! pool. Every query is parameterised; text from a request never reaches SQL text.
 
+pub mod activity;
 pub mod schema;
 pub mod sqlite;
 
@@ -348,4 +349,16 @@ pub trait Store: Send + Sync {
     fn audit_search(&self, q: &AuditQuery) -> StoreResult<Page<AuditEntry>>;
     /// Every audit entry in order, for verification.
     fn audit_all(&self) -> StoreResult<Vec<AuditEntry>>;
+
+    /// Raises an alarm unless one of that name and source is active: `Some` when raised now
+    /// (and logged in the system activity log), `None` when it already was.
+    fn alarm_raise(&self, a: &activity::NewAlarm) -> StoreResult<Option<activity::Alarm>>;
+    /// Clears the active alarm of that name and source: `Some` when one was active.
+    fn alarm_clear(&self, name: &str, source: &str) -> StoreResult<Option<activity::Alarm>>;
+    /// The active alarms, oldest first.
+    fn alarms_active(&self) -> StoreResult<Vec<activity::Alarm>>;
+    /// Appends an event to the system activity log.
+    fn activity_append(&self, kind: &str, source: &str, text: &str) -> StoreResult<()>;
+    /// The system activity log, newest first.
+    fn activity(&self, page: u32, page_size: u32) -> StoreResult<Page<activity::Activity>>;
 }

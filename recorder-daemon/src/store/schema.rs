@@ -200,6 +200,30 @@ CREATE TABLE recording_profiles (
     updated_by TEXT NOT NULL
 );
 "#,
+    // Alarms (one active row per name and source: raised once, cleared on recovery) and the
+    // system activity log (docs/storage.md, "Alarms").
+    r#"
+CREATE TABLE alarms (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    oid TEXT NOT NULL,
+    source TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    text TEXT NOT NULL,
+    corrective_action TEXT NOT NULL,
+    raised_at TEXT NOT NULL,
+    cleared_at TEXT
+);
+CREATE UNIQUE INDEX alarms_active ON alarms(name, source) WHERE cleared_at IS NULL;
+CREATE TABLE system_activity (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    source TEXT NOT NULL,
+    text TEXT NOT NULL,
+    alarm_id INTEGER REFERENCES alarms(id)
+);
+"#,
 ];
 
 /// Applies the migrations not yet applied, each in its own transaction.

@@ -608,16 +608,26 @@ fn page_bounds(page: u32, page_size: u32) -> (u32, u32, i64) {
 
 /// Creates or updates one leg inside `tx` (see [`Store::upsert_leg`]).
 fn upsert_in(tx: &Transaction<'_>, leg: &LegUpdate) -> StoreResult<UpsertOutcome> {
-    let body = serde_json::to_string(leg).map_err(|e| StoreError::Db(e.to_string()))?;
-    let existing: Option<(i64, String, Option<String>)> = tx
+    let existing: Option<(i64, String, Option<String>, String)> = tx
         .prepare_cached(
-            "SELECT interaction_id, bot_role, media_path FROM legs WHERE recording_id = ?",
+            "SELECT interaction_id, bot_role, media_path, media_status FROM legs WHERE recording_id = ?",
         )?
         .query_row([&leg.recording_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
-    let outcome = if let Some((iid, role, old_path)) = existing {
+    // Media status only moves forward (MediaStatus::advance): the stored body says the status
+    // in force, so that recompute() sees it too.
+    let mut leg = std::borrow::Cow::Borrowed(leg);
+    if let Some(old) = existing.as_ref().and_then(|e| MediaStatus::parse(&e.3)) {
+        let status = old.advance(leg.media_status);
+        if status != leg.media_status {
+            leg.to_mut().media_status = status;
+        }
+    }
+    let leg = leg.as_ref();
+    let body = serde_json::to_string(leg).map_err(|e| StoreError::Db(e.to_string()))?;
+    let outcome = if let Some((iid, role, old_path, _)) = existing {
         if role != leg.bot_role.as_str() {
             return Err(StoreError::Conflict(format!(
                 "recording {} was posted as {role}, not {}",
@@ -1358,6 +1368,31 @@ impl Store for SqliteStore {
             .query_map([], audit_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(v)
+    }
+
+    fn alarm_raise(
+        &self,
+        a: &super::activity::NewAlarm,
+    ) -> StoreResult<Option<super::activity::Alarm>> {
+        let mut conn = self.lock()?;
+        super::activity::raise(&mut conn, a)
+    }
+
+    fn alarm_clear(&self, name: &str, source: &str) -> StoreResult<Option<super::activity::Alarm>> {
+        let mut conn = self.lock()?;
+        super::activity::clear(&mut conn, name, source)
+    }
+
+    fn alarms_active(&self) -> StoreResult<Vec<super::activity::Alarm>> {
+        super::activity::active(&*self.lock()?)
+    }
+
+    fn activity_append(&self, kind: &str, source: &str, text: &str) -> StoreResult<()> {
+        super::activity::append(&*self.lock()?, kind, source, text, None)
+    }
+
+    fn activity(&self, page: u32, page_size: u32) -> StoreResult<Page<super::activity::Activity>> {
+        super::activity::page(&*self.lock()?, page, page_size)
     }
 }
 
