@@ -31,6 +31,8 @@ pub struct Config {
     pub body_limit: usize,
     /// Base of the `Call Link` column of exports.
     pub public_url: Option<String>,
+    /// The retention cycle (docs/retention.md).
+    pub retention: crate::retention::RetentionConfig,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             global_admins: Vec::new(),
             body_limit: 1 << 20,
             public_url: None,
+            retention: Default::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ mod config;
 mod media;
 mod model;
 mod rbac;
+mod retention;
 // Used by the uploader and retention cycle being built on it (issue 6).
 #[allow(dead_code)]
 mod storage;
@@ -91,6 +92,11 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         runs: usize,
     },
+    /// The retention cycle.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// Verify recording directories (meta.json + Ogg Opus tracks) as written by bot-host.
     Verify {
         /// Recording directories.
@@ -103,6 +109,22 @@ enum Command {
 enum AuditCommand {
     /// Check the hash chain and the anchor; fails on any edit or deletion.
     Verify {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the configuration).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Run one cycle now (or as of `--now`) and print its report as JSON.
+    RunOnce {
+        /// The cycle's notion of now (RFC 3339), e.g. to check what a date would delete.
+        #[arg(long)]
+        now: Option<String>,
         /// Configuration file (TOML).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -137,6 +159,14 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { config, data_dir },
         } => Config::load(config.as_deref(), data_dir).and_then(|c| audit_verify(&c)),
+        Command::Retention {
+            command:
+                RetentionCommand::RunOnce {
+                    now,
+                    config,
+                    data_dir,
+                },
+        } => Config::load(config.as_deref(), data_dir).and_then(|c| retention_run_once(c, now)),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -237,11 +267,49 @@ fn audit_verify(cfg: &Config) -> Result<()> {
     }
 }
 
+/// The storages recordings live in. The `[[storage]]` configuration and its backends come
+/// with the uploader; until they are wired here the registry is empty, and the retention cycle
+/// counts every deletion of stored media as a storage failure instead of marking it done.
+fn storages(_cfg: &Config) -> storage::Storages {
+    storage::Storages::default()
+}
+
+fn retention_run_once(cfg: Config, now: Option<String>) -> Result<()> {
+    let now = match now {
+        Some(n) => chrono::DateTime::parse_from_rfc3339(&n)
+            .with_context(|| format!("--now {n:?} is not RFC 3339"))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    cfg.retention
+        .schedule()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
+    let r = retention::Retention::new(
+        store,
+        storages(&cfg),
+        Some(cfg.audit_anchor()),
+        &cfg.retention,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(r.run_cycle(now))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
 /// The state `serve` runs with.
 fn state(cfg: &Config, public_url: String) -> Result<api::AppState> {
     let store: Arc<dyn Store> = Arc::new(open_store(cfg)?);
     let root = cfg.storage_root();
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let retention = Arc::new(retention::Retention::new(
+        store.clone(),
+        storages(cfg),
+        Some(cfg.audit_anchor()),
+        &cfg.retention,
+    ));
     Ok(api::AppState::new(
         store,
         auth::TokenKeys::hs256(&cfg.jwt_secret()?, &cfg.tenant_id),
@@ -251,7 +319,8 @@ fn state(cfg: &Config, public_url: String) -> Result<api::AppState> {
         Some(cfg.audit_anchor()),
         public_url,
         cfg.body_limit,
-    ))
+    )
+    .with_retention(retention))
 }
 
 fn serve(cfg: Config) -> Result<()> {
@@ -264,7 +333,14 @@ fn serve(cfg: Config) -> Result<()> {
             .with_context(|| format!("binding {}", cfg.listen))?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
+        let schedule = cfg
+            .retention
+            .schedule()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let state = state(&cfg, cfg.public_url.clone().unwrap_or_else(|| url.clone()))?;
+        if let Some(r) = state.retention.clone() {
+            r.spawn(schedule);
+        }
         println!("recorder-daemon serve: {url}");
         axum::serve(listener, api::app(state))
             .with_graceful_shutdown(shutdown())

@@ -5,6 +5,7 @@
 mod admin;
 mod export;
 mod interactions;
+mod lifecycle;
 mod params;
 mod strict;
 #[cfg(test)]
@@ -46,6 +47,8 @@ pub struct AppState {
     pub public_url: String,
     /// Largest request body.
     pub body_limit: usize,
+    /// The retention cycle `POST /api/v1/retention/run` starts (`None`: not available).
+    pub retention: Option<Arc<crate::retention::Retention>>,
     /// Serialises anchor writes so that an older head never overwrites a newer one.
     anchor_lock: Arc<Mutex<i64>>,
     /// Hashes of tokens already audited as a login (bounded).
@@ -77,9 +80,16 @@ impl AppState {
             audit_anchor,
             public_url,
             body_limit,
+            retention: None,
             anchor_lock: Arc::new(Mutex::new(0)),
             seen_tokens: Arc::new(Mutex::new(BTreeSet::new())),
         }
+    }
+
+    /// With the retention cycle the API may start.
+    pub fn with_retention(mut self, r: Arc<crate::retention::Retention>) -> Self {
+        self.retention = Some(r);
+        self
     }
 
     /// Runs a store call on the blocking pool.
@@ -375,6 +385,7 @@ impl FromRequestParts<AppState> for Caller {
 pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
     use admin::*;
     use interactions::*;
+    use lifecycle::*;
     vec![
         ("/api/v1/openapi.json", Method::GET, get(openapi)),
         ("/api/v1/me", Method::GET, get(me)),
@@ -429,6 +440,9 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             Method::PUT,
             put(legal_hold),
         ),
+        ("/api/v1/users/{oid}", Method::DELETE, delete(delete_user)),
+        ("/api/v1/users/{oid}/export", Method::GET, get(export_user)),
+        ("/api/v1/retention/run", Method::POST, post(run_retention)),
         ("/api/v1/access-profiles", Method::GET, get(list_profiles)),
         (
             "/api/v1/access-profiles",

@@ -6,6 +6,9 @@
 //! operator browsing a container or a directory finds calls by date, and the retention cycle
 //! deletes one prefix per recording. Keys use `/` on every backend.
 
+#[cfg(test)]
+pub mod memory;
+
 use std::ops::Range;
 use std::path::Path;
 use std::pin::Pin;
