@@ -6,13 +6,13 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{write_anchor, Anchor, AuditEntry, NewAudit};
+use crate::audit::{advance_anchor, NewAudit};
 use crate::model::{fmt_time, MediaStatus};
 use crate::storage::Storages;
 use crate::store::{
@@ -226,36 +226,6 @@ pub fn effective_expiry(
         }
     }
     Expiry::At(t + remaining)
-}
-
-/// The anchor heads already written, by anchor file, so that an older head never overwrites a
-/// newer one when cycles and requests audit at once.
-static ANCHOR_HEADS: Mutex<Vec<(PathBuf, i64)>> = Mutex::new(Vec::new());
-
-fn advance_anchor(path: &PathBuf, e: &AuditEntry) -> std::io::Result<()> {
-    let mut heads = ANCHOR_HEADS.lock().unwrap_or_else(|p| p.into_inner());
-    let on_file = std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Anchor>(&b).ok())
-        .map(|a| a.id)
-        .unwrap_or(0);
-    let known = heads
-        .iter()
-        .find(|(p, _)| p == path)
-        .map(|(_, id)| *id)
-        .unwrap_or(0);
-    if e.id > on_file.max(known) {
-        write_anchor(
-            path,
-            &Anchor {
-                id: e.id,
-                hash: e.hash.clone(),
-            },
-        )?;
-        heads.retain(|(p, _)| p != path);
-        heads.push((path.clone(), e.id));
-    }
-    Ok(())
 }
 
 /// The retention cycle over a store and the storages.

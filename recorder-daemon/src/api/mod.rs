@@ -23,7 +23,7 @@ use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 
-use crate::audit::{write_anchor, Anchor, NewAudit};
+use crate::audit::{advance_anchor, NewAudit};
 use crate::auth::{AuthError, Claims, TokenKeys};
 use crate::rbac::{CallAccess, Effective, Permission, Scope};
 use crate::store::{Actor, Store, StoreError, StoreResult};
@@ -49,8 +49,6 @@ pub struct AppState {
     pub body_limit: usize,
     /// The retention cycle `POST /api/v1/retention/run` starts (`None`: not available).
     pub retention: Option<Arc<crate::retention::Retention>>,
-    /// Serialises anchor writes so that an older head never overwrites a newer one.
-    anchor_lock: Arc<Mutex<i64>>,
     /// Hashes of tokens already audited as a login (bounded).
     seen_tokens: Arc<Mutex<BTreeSet<[u8; 32]>>>,
 }
@@ -81,7 +79,6 @@ impl AppState {
             public_url,
             body_limit,
             retention: None,
-            anchor_lock: Arc::new(Mutex::new(0)),
             seen_tokens: Arc::new(Mutex::new(BTreeSet::new())),
         }
     }
@@ -108,23 +105,12 @@ impl AppState {
     /// action that cannot be audited is not done silently.
     pub async fn audit(&self, e: NewAudit) -> Result<(), AppError> {
         let anchor = self.audit_anchor.clone();
-        let lock = self.anchor_lock.clone();
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || -> Result<(), AppError> {
             let entry = store.audit_append(&e)?;
             if let Some(path) = anchor {
-                let mut last = lock.lock().map_err(|_| AppError::internal("anchor lock"))?;
-                if entry.id > *last {
-                    write_anchor(
-                        &path,
-                        &Anchor {
-                            id: entry.id,
-                            hash: entry.hash.clone(),
-                        },
-                    )
+                advance_anchor(&path, &entry)
                     .map_err(|e| AppError::internal(format!("audit anchor: {e}")))?;
-                    *last = entry.id;
-                }
             }
             Ok(())
         })

@@ -2,7 +2,7 @@
 //! storage: deletion requests, expiry, legal hold, storage failures, audit.
 
 use super::*;
-use crate::audit::verify_chain;
+use crate::audit::{verify_chain, Anchor};
 use crate::model::LegUpdate;
 use crate::rbac::Scope;
 use crate::storage::memory::MemoryStorage;
