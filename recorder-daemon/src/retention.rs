@@ -237,6 +237,10 @@ pub struct Retention {
     delete_metadata_on_expiry: bool,
     /// One cycle at a time: the timer and the API may ask at once.
     running: tokio::sync::Mutex<()>,
+    /// The newest audit entry of the cycle not yet in the anchor. The anchor moves once per
+    /// batch: a file write per deletion cost more than the deletion, and an anchor that lags
+    /// by at most one batch still names a valid entry of the chain.
+    unanchored: std::sync::Mutex<Option<crate::audit::AuditEntry>>,
 }
 
 /// What to do with one item once its media is gone.
@@ -260,6 +264,7 @@ impl Retention {
             batch_size: cfg.batch_size.max(1),
             delete_metadata_on_expiry: cfg.delete_metadata_on_expiry,
             running: tokio::sync::Mutex::new(()),
+            unanchored: std::sync::Mutex::new(None),
         }
     }
 
@@ -288,8 +293,13 @@ impl Retention {
             let Some(last) = batch.last() else { break };
             after = last.id;
             for req in batch {
-                self.execute_request(req, &mut report).await?;
+                let r = self.execute_request(req, &mut report).await;
+                if r.is_err() {
+                    self.anchor().await?;
+                }
+                r?;
             }
+            self.anchor().await?;
         }
         let mut cursor: Option<ExpiryCursor> = None;
         let with_deleted = self.delete_metadata_on_expiry;
@@ -301,10 +311,30 @@ impl Retention {
             let Some(last) = batch.last() else { break };
             cursor = Some(last.clone());
             for c in batch {
-                self.expire(c.id, now, &mut report).await?;
+                let r = self.expire(c.id, now, &mut report).await;
+                if r.is_err() {
+                    self.anchor().await?;
+                }
+                r?;
             }
+            self.anchor().await?;
         }
         Ok(report)
+    }
+
+    /// Moves the anchor to the cycle's newest audit entry.
+    async fn anchor(&self) -> Result<(), RetentionError> {
+        let entry = self
+            .unanchored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let (Some(path), Some(e)) = (self.audit_anchor.clone(), entry) {
+            tokio::task::spawn_blocking(move || advance_anchor(&path, &e))
+                .await
+                .map_err(|e| RetentionError::Task(e.to_string()))??;
+        }
+        Ok(())
     }
 
     async fn item(&self, id: i64) -> Result<Option<RetentionItem>, RetentionError> {
@@ -487,9 +517,7 @@ impl Retention {
             .await
         {
             Ok(entry) => {
-                if let Some(p) = &self.audit_anchor {
-                    advance_anchor(p, &entry)?;
-                }
+                *self.unanchored.lock().unwrap_or_else(|p| p.into_inner()) = Some(entry);
                 Ok(true)
             }
             // Deleted meanwhile (another cycle, or a request and its expiry in one cycle).

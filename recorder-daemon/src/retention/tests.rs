@@ -576,3 +576,41 @@ fn the_schedule_starts_at_the_time_of_day_and_refuses_nonsense() {
         assert!(bad.schedule().is_err(), "{bad:?}");
     }
 }
+
+/// Throughput of expiry: `cargo test -p recorder-daemon --release -- --ignored
+/// expiry_throughput --nocapture` (figures in docs/retention.md).
+#[tokio::test]
+#[ignore]
+async fn expiry_throughput() {
+    let w = world(RetentionConfig::default());
+    let n = 20_000;
+    let legs: Vec<LegUpdate> = (0..n)
+        .map(|i| {
+            leg(
+                &format!("rec-{i}"),
+                "primary",
+                &format!("k{i}"),
+                "oid-bob",
+                "2026-01-01T10:00:00Z",
+                30,
+            )
+        })
+        .collect();
+    for chunk in legs.chunks(1000) {
+        w.store.upsert_legs(chunk).unwrap();
+    }
+    for l in &legs {
+        let path = crate::storage::media_path(&l.start_time, &l.recording_id);
+        w.mem.insert(&format!("{path}/mixed.ogg"), &b"x"[..]);
+    }
+    let t0 = std::time::Instant::now();
+    let r = w.cycle("2026-03-01T00:00:00Z").await;
+    let el = t0.elapsed();
+    assert_eq!(r.expired_media_deleted, n);
+    println!(
+        "expired {n} calls in {:.2} s: {:.0} calls/s",
+        el.as_secs_f64(),
+        n as f64 / el.as_secs_f64()
+    );
+    assert_eq!(w.audit_ok(), n as usize);
+}
