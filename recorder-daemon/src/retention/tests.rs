@@ -233,6 +233,8 @@ async fn the_issue_example_kept_until_september_first() {
     let r = w.cycle("2026-07-15T00:00:00Z").await;
     assert_eq!((r.kept_on_hold, r.expired_media_deleted), (1, 0));
     w.hold("oid-alice", false, "2026-08-01T00:00:00Z");
+    // Removing Alice from the directory does not forget her hold.
+    w.store.delete_user("oid-alice").unwrap();
     let r = w.cycle("2026-08-31T23:59:59Z").await;
     assert_eq!((r.kept_after_hold, r.expired_media_deleted), (1, 0));
     assert_eq!(w.objects_of("rec-apr3"), 3);

@@ -291,7 +291,8 @@ pub struct LegMedia {
     pub media_status: MediaStatus,
 }
 
-/// A recorded user of an interaction with their legal hold state and history.
+/// A recorded user of an interaction with their legal hold state and history (also for users
+/// no longer in the directory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetHold {
     /// Object id (from the directory when the user is known by UPN only).
@@ -317,7 +318,7 @@ pub struct RetentionItem {
     pub media_status: MediaStatus,
     /// Its legs' media.
     pub legs: Vec<LegMedia>,
-    /// Its recorded users known to the directory.
+    /// Its recorded users.
     pub targets: Vec<TargetHold>,
 }
 

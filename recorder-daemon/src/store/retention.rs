@@ -187,11 +187,14 @@ pub fn retention_item(conn: &Connection, id: i64) -> StoreResult<Option<Retentio
             });
         }
     }
-    let mut targets = Vec::new();
+    // A user removed from the directory keeps their hold history: the calls a past hold
+    // extended stay extended after the user is gone.
+    let mut targets: Vec<TargetHold> = Vec::new();
     {
         let mut st = conn.prepare_cached(
-            "SELECT DISTINCT u.oid, u.upn, u.legal_hold FROM interaction_targets t JOIN users u \
-             ON (u.oid = t.oid OR lower(u.upn) = t.upn) WHERE t.interaction_id = ? ORDER BY u.oid",
+            "SELECT COALESCE(u.oid, t.oid), COALESCE(u.upn, t.upn), COALESCE(u.legal_hold, 0) \
+             FROM interaction_targets t LEFT JOIN users u ON (u.oid = t.oid OR lower(u.upn) = t.upn) \
+             WHERE t.interaction_id = ?",
         )?;
         let rows = st
             .query_map([id], |r| {
@@ -203,7 +206,15 @@ pub fn retention_item(conn: &Connection, id: i64) -> StoreResult<Option<Retentio
             })?
             .collect::<Result<Vec<_>, _>>()?;
         for (oid, upn, hold) in rows {
-            let events = hold_events(conn, &oid)?;
+            if let Some(t) = targets.iter_mut().find(|t| t.oid == oid) {
+                t.on_hold |= hold != 0;
+                continue;
+            }
+            let events = if oid.is_empty() {
+                Vec::new()
+            } else {
+                hold_events(conn, &oid)?
+            };
             targets.push(TargetHold {
                 oid,
                 upn,
