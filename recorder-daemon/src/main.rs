@@ -1,7 +1,8 @@
 //! `recorder-daemon`: the recorder's storage side. `serve` runs the HTTP metadata store
 //! (docs/store.md); `token` mints a development bearer token; `audit verify` checks the audit
-//! trail's hash chain; `verify` checks recording directories written by bot-host. The
-//! uploader and the retention cycle (issue 6, the rest of issue 7) follow.
+//! trail's hash chain; `verify` checks recording directories written by bot-host;
+//! `retention run-once` runs one retention cycle, which `serve` also runs on its schedule
+//! (docs/retention.md). The uploader (issue 6) follows.
 
 mod api;
 mod audit;
