@@ -6,7 +6,7 @@
 //! the database and the anchor can forge a chain; shipping the anchor off-host is the cure and
 //! is not done yet.)
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -128,6 +128,37 @@ pub fn write_anchor(path: &Path, a: &Anchor) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec(a).unwrap_or_default())?;
     std::fs::rename(tmp, path)
+}
+
+/// The heads written, by anchor file: an older head never overwrites a newer one when
+/// requests and the retention cycle audit at once.
+static ANCHOR_HEADS: std::sync::Mutex<Vec<(PathBuf, i64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Moves the anchor at `path` to `e` unless it already names a later entry (in this process or
+/// on disk).
+pub fn advance_anchor(path: &Path, e: &AuditEntry) -> std::io::Result<()> {
+    let mut heads = ANCHOR_HEADS.lock().unwrap_or_else(|p| p.into_inner());
+    let known = match heads.iter().find(|(p, _)| p == path) {
+        Some((_, id)) => *id,
+        // First write in this process: the file may hold a later head from an earlier one.
+        None => std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Anchor>(&b).ok())
+            .map(|a| a.id)
+            .unwrap_or(0),
+    };
+    if e.id > known {
+        write_anchor(
+            path,
+            &Anchor {
+                id: e.id,
+                hash: e.hash.clone(),
+            },
+        )?;
+        heads.retain(|(p, _)| p != path);
+        heads.push((path.to_path_buf(), e.id));
+    }
+    Ok(())
 }
 
 /// Checks the chain and the anchor; `Ok(n)` with the number of entries, or a description of

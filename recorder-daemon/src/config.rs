@@ -52,6 +52,8 @@ pub struct Config {
     pub alarm_webhook: Option<String>,
     /// Uploader tuning.
     pub upload: UploadConfig,
+    /// The retention cycle (docs/retention.md).
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// One `[[storage]]` entry.
@@ -132,6 +134,7 @@ impl Default for Config {
             keep_spool_copy: false,
             alarm_webhook: None,
             upload: UploadConfig::default(),
+            retention: Default::default(),
         }
     }
 }

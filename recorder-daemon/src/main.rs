@@ -1,8 +1,9 @@
 //! `recorder-daemon`: the recorder's storage side. `serve` runs the HTTP metadata store
 //! (docs/store.md); `token` mints a development bearer token; `audit verify` checks the audit
 //! trail's hash chain; `verify` checks recording directories written by bot-host; `upload
-//! --once` empties the spools once (`serve` runs the uploader continuously). The retention
-//! cycle (issue 6) follows.
+//! --once` empties the spools once (`serve` runs the uploader continuously); `retention
+//! run-once` runs one retention cycle, which `serve` also runs on its schedule
+//! (docs/retention.md).
 
 mod alarms;
 mod api;
@@ -16,6 +17,7 @@ mod media;
 mod merge;
 mod model;
 mod rbac;
+mod retention;
 mod storage;
 mod store;
 mod upload;
@@ -111,6 +113,11 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// The retention cycle.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// Upload benchmark: N synthetic sealed recordings of BYTES each to a local storage.
     BenchUpload {
         /// Directory of the benchmark (recreated).
@@ -147,6 +154,22 @@ enum AuditCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Run one cycle now (or as of `--now`) and print its report as JSON.
+    RunOnce {
+        /// The cycle's notion of now (RFC 3339), e.g. to check what a date would delete.
+        #[arg(long)]
+        now: Option<String>,
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the configuration).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
     let r = match command {
@@ -161,6 +184,14 @@ fn main() -> ExitCode {
             config,
             data_dir,
         } => Config::load(config.as_deref(), data_dir).and_then(|c| upload_cmd(c, once)),
+        Command::Retention {
+            command:
+                RetentionCommand::RunOnce {
+                    now,
+                    config,
+                    data_dir,
+                },
+        } => Config::load(config.as_deref(), data_dir).and_then(|c| retention_run_once(c, now)),
         Command::BenchUpload {
             dir,
             recordings,
@@ -361,6 +392,30 @@ fn upload_cmd(cfg: Config, once: bool) -> Result<()> {
     })
 }
 
+fn retention_run_once(cfg: Config, now: Option<String>) -> Result<()> {
+    let now = match now {
+        Some(n) => chrono::DateTime::parse_from_rfc3339(&n)
+            .with_context(|| format!("--now {n:?} is not RFC 3339"))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    cfg.retention
+        .schedule()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(async {
+        let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
+        let (storages, _) = open_storages(&cfg)?;
+        let r =
+            retention::Retention::new(store, storages, Some(cfg.audit_anchor()), &cfg.retention);
+        anyhow::Ok(r.run_cycle(now).await?)
+    })?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
 /// The state `serve` runs with.
 fn state(
     cfg: &Config,
@@ -371,6 +426,12 @@ fn state(
 ) -> Result<api::AppState> {
     let root = cfg.storage_root();
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let retention = Arc::new(retention::Retention::new(
+        store.clone(),
+        storages.clone(),
+        Some(cfg.audit_anchor()),
+        &cfg.retention,
+    ));
     Ok(api::AppState::new(
         store,
         auth::TokenKeys::from_config(cfg)?,
@@ -381,7 +442,8 @@ fn state(
         public_url,
         cfg.body_limit,
     )
-    .with_storages(storages, health))
+    .with_storages(storages, health)
+    .with_retention(retention))
 }
 
 fn serve(cfg: Config) -> Result<()> {
@@ -394,6 +456,10 @@ fn serve(cfg: Config) -> Result<()> {
             .with_context(|| format!("binding {}", cfg.listen))?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
+        let schedule = cfg
+            .retention
+            .schedule()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
         let (storages, paired) = open_storages(&cfg)?;
         let health = Arc::new(upload::HealthBoard::default());
@@ -414,6 +480,9 @@ fn serve(cfg: Config) -> Result<()> {
         // The uploader runs beside the API; a crash anywhere in it is the journal's business,
         // so stopping the daemon simply drops it.
         let uploading = tokio::spawn(up.run());
+        if let Some(r) = state.retention.clone() {
+            r.spawn(schedule);
+        }
         println!("recorder-daemon serve: {url}");
         axum::serve(listener, api::app(state))
             .with_graceful_shutdown(shutdown())

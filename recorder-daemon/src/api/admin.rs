@@ -171,8 +171,9 @@ pub async fn legal_hold(
     caller.require(Permission::ConfigureSystem)?;
     let ApiJson(b) = body?;
     let o = oid.clone();
+    let by = caller.claims.upn.clone();
     state
-        .run(move |s| s.set_legal_hold(&o, b.legal_hold))
+        .run(move |s| s.set_legal_hold(&o, b.legal_hold, &by, chrono::Utc::now()))
         .await?;
     state
         .audit(caller.audit(

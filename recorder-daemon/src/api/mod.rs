@@ -5,6 +5,7 @@
 mod admin;
 mod export;
 mod interactions;
+mod lifecycle;
 mod params;
 mod recording_profiles;
 mod strict;
@@ -25,7 +26,7 @@ use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 
-use crate::audit::{write_anchor, Anchor, NewAudit};
+use crate::audit::{advance_anchor, NewAudit};
 use crate::auth::{AuthError, Claims, TokenKeys};
 use crate::rbac::{CallAccess, Effective, Permission, Scope};
 use crate::storage::local::LocalStorage;
@@ -54,8 +55,8 @@ pub struct AppState {
     pub public_url: String,
     /// Largest request body.
     pub body_limit: usize,
-    /// Serialises anchor writes so that an older head never overwrites a newer one.
-    anchor_lock: Arc<Mutex<i64>>,
+    /// The retention cycle `POST /api/v1/retention/run` starts (`None`: not available).
+    pub retention: Option<Arc<crate::retention::Retention>>,
     /// Hashes of tokens already audited as a login (bounded).
     seen_tokens: Arc<Mutex<BTreeSet<[u8; 32]>>>,
 }
@@ -87,7 +88,7 @@ impl AppState {
             audit_anchor,
             public_url,
             body_limit,
-            anchor_lock: Arc::new(Mutex::new(0)),
+            retention: None,
             seen_tokens: Arc::new(Mutex::new(BTreeSet::new())),
         }
     }
@@ -96,6 +97,12 @@ impl AppState {
     pub fn with_storages(mut self, storages: Storages, health: Arc<HealthBoard>) -> Self {
         self.storages = storages;
         self.health = health;
+        self
+    }
+
+    /// With the retention cycle the API may start.
+    pub fn with_retention(mut self, r: Arc<crate::retention::Retention>) -> Self {
+        self.retention = Some(r);
         self
     }
 
@@ -115,23 +122,12 @@ impl AppState {
     /// action that cannot be audited is not done silently.
     pub async fn audit(&self, e: NewAudit) -> Result<(), AppError> {
         let anchor = self.audit_anchor.clone();
-        let lock = self.anchor_lock.clone();
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || -> Result<(), AppError> {
             let entry = store.audit_append(&e)?;
             if let Some(path) = anchor {
-                let mut last = lock.lock().map_err(|_| AppError::internal("anchor lock"))?;
-                if entry.id > *last {
-                    write_anchor(
-                        &path,
-                        &Anchor {
-                            id: entry.id,
-                            hash: entry.hash.clone(),
-                        },
-                    )
+                advance_anchor(&path, &entry)
                     .map_err(|e| AppError::internal(format!("audit anchor: {e}")))?;
-                    *last = entry.id;
-                }
             }
             Ok(())
         })
@@ -403,6 +399,7 @@ impl FromRequestParts<AppState> for Caller {
 pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
     use admin::*;
     use interactions::*;
+    use lifecycle::*;
     vec![
         ("/api/v1/openapi.json", Method::GET, get(openapi)),
         ("/api/v1/me", Method::GET, get(me)),
@@ -461,6 +458,9 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             Method::PUT,
             put(legal_hold),
         ),
+        ("/api/v1/users/{oid}", Method::DELETE, delete(delete_user)),
+        ("/api/v1/users/{oid}/export", Method::GET, get(export_user)),
+        ("/api/v1/retention/run", Method::POST, post(run_retention)),
         ("/api/v1/access-profiles", Method::GET, get(list_profiles)),
         (
             "/api/v1/access-profiles",

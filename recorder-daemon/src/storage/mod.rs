@@ -7,6 +7,8 @@
 //! deletes one prefix per recording. Keys use `/` on every backend.
 
 pub mod local;
+#[cfg(test)]
+pub mod memory;
 
 use std::ops::Range;
 use std::path::Path;

@@ -3,6 +3,7 @@
 //! pool. Every query is parameterised; text from a request never reaches SQL text.
 
 pub mod activity;
+pub mod retention;
 pub mod schema;
 pub mod sqlite;
 
@@ -269,6 +270,132 @@ pub struct DeletionRequest {
     pub requested_at: String,
 }
 
+/// One change of a user's legal hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldEvent {
+    /// The user's object id.
+    pub oid: String,
+    /// Put on hold (`true`) or released.
+    pub on: bool,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (UPN, or `migration` for holds that predate the history).
+    pub by: String,
+}
+
+/// Position of the retention cycle's walk over expired interactions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryCursor {
+    /// The stored expiration (RFC 3339, as kept).
+    pub expiration: String,
+    /// The interaction.
+    pub id: i64,
+}
+
+/// Where one leg's media lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegMedia {
+    /// The recording id.
+    pub recording_id: String,
+    /// The storage's friendly name from the leg's metadata (empty when bot-host sent none).
+    pub storage: String,
+    /// The media path: the one the uploader recorded, else the conventional
+    /// `<yyyy>/<mm>/<dd>/<recording id>` from the leg's start.
+    pub media_path: String,
+    /// The leg's media status.
+    pub media_status: MediaStatus,
+}
+
+/// A recorded user of an interaction with their legal hold state and history (also for users
+/// no longer in the directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetHold {
+    /// Object id (from the directory when the user is known by UPN only).
+    pub oid: String,
+    /// UPN.
+    pub upn: String,
+    /// On hold now.
+    pub on_hold: bool,
+    /// Hold history, oldest first.
+    pub events: Vec<HoldEvent>,
+}
+
+/// What the retention cycle knows about one interaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionItem {
+    /// The interaction.
+    pub id: i64,
+    /// Call start.
+    pub start_time: DateTime<Utc>,
+    /// Normal expiration (the longest among its legs), `None`: kept without limit.
+    pub expiration: Option<DateTime<Utc>>,
+    /// Aggregate media status.
+    pub media_status: MediaStatus,
+    /// Its legs' media.
+    pub legs: Vec<LegMedia>,
+    /// Its recorded users.
+    pub targets: Vec<TargetHold>,
+}
+
+/// A retention decision applied to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionChange {
+    /// The media is gone from storage: media status `Deleted` on the interaction and its legs;
+    /// the deletion request, if any, is marked executed.
+    MediaDeleted {
+        /// The executed request.
+        request: Option<i64>,
+    },
+    /// The media is gone and the interaction's rows go too (legs, targets, participants,
+    /// tags, notes, its deletion requests, its party search row).
+    InteractionDeleted,
+}
+
+/// `GET /api/v1/users/{oid}/export`: a user and the references of their data.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserExport {
+    /// The directory entry.
+    pub user: User,
+    /// Legal hold history.
+    pub legal_hold_events: Vec<HoldEvent>,
+    /// The calls the user was recorded in.
+    pub interactions: Vec<InteractionRef>,
+    /// Notes the user wrote: (interaction id, note id).
+    pub notes: Vec<NoteRef>,
+    /// The user's saved searches.
+    pub saved_searches: Vec<SavedSearch>,
+}
+
+/// A reference to a call in a user export.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InteractionRef {
+    /// Interaction id.
+    pub id: i64,
+    /// Start time.
+    pub start_time: String,
+    /// Media status.
+    pub media_status: String,
+    /// Expiration.
+    pub expiration: Option<String>,
+    /// The recordings (legs) and where their media lives.
+    pub recordings: Vec<String>,
+}
+
+/// A reference to a note in a user export.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NoteRef {
+    /// Interaction id.
+    pub interaction_id: i64,
+    /// Note id.
+    pub note_id: i64,
+    /// When written.
+    pub created_at: String,
+}
+
 /// The metadata store.
 pub trait Store: Send + Sync {
     /// Creates or updates the leg `leg.recording_id`, attaching it to its interaction.
@@ -320,8 +447,39 @@ pub trait Store: Send + Sync {
     fn user_groups(&self, oid: &str) -> StoreResult<Vec<String>>;
     /// Object ids and UPNs of the members of `groups`.
     fn group_members(&self, groups: &[String]) -> StoreResult<(Vec<String>, Vec<String>)>;
-    /// Sets a user's legal hold.
-    fn set_legal_hold(&self, oid: &str, on: bool) -> StoreResult<()>;
+    /// Sets a user's legal hold and records the change (who, when) in the hold history the
+    /// retention rule reads. Setting the state a user already has records nothing.
+    fn set_legal_hold(&self, oid: &str, on: bool, by: &str, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Removes a user from the directory (groups, access through groups). Their calls and
+    /// hold history stay: calls are kept until their retention ends. `NotFound` when unknown;
+    /// `Conflict` while the user is on legal hold (releasing the hold is a deliberate step).
+    fn delete_user(&self, oid: &str) -> StoreResult<()>;
+    /// Everything the store holds about a user: directory entry, hold history, and references
+    /// (ids, times, media status, expiration) of the calls they were recorded in.
+    fn export_user(&self, oid: &str) -> StoreResult<UserExport>;
+
+    /// Pending deletion requests with an id above `after`, oldest first, at most `limit`.
+    fn pending_deletions(&self, after: i64, limit: u32) -> StoreResult<Vec<DeletionRequest>>;
+    /// Interactions whose stored expiration is at or before `now`, after the cursor
+    /// `(expiration, id)`, in that order, at most `limit`. Those whose media is already deleted
+    /// are included only with `with_deleted_media` (metadata deletion on expiry).
+    fn expired(
+        &self,
+        now: DateTime<Utc>,
+        after: Option<&ExpiryCursor>,
+        limit: u32,
+        with_deleted_media: bool,
+    ) -> StoreResult<Vec<ExpiryCursor>>;
+    /// What the retention cycle needs to decide about one interaction; `None` when gone.
+    fn retention_item(&self, id: i64) -> StoreResult<Option<RetentionItem>>;
+    /// Applies a retention decision and appends its audit entry in the same transaction, so a
+    /// deletion is never done unaudited nor audited undone.
+    fn retention_apply(
+        &self,
+        id: i64,
+        change: RetentionChange,
+        audit: &NewAudit,
+    ) -> StoreResult<AuditEntry>;
 
     /// Every access profile.
     fn access_profiles(&self) -> StoreResult<Vec<AccessProfile>>;

@@ -224,6 +224,22 @@ CREATE TABLE system_activity (
     alarm_id INTEGER REFERENCES alarms(id)
 );
 "#,
+    // Legal hold history (the retention rule needs when each hold began and ended) and the
+    // expiration index the retention cycle walks. Users already on hold get an `on` event at
+    // the epoch: their hold's real start is unknown, and the earliest start keeps the most.
+    r#"
+CREATE TABLE legal_hold_events (
+    id INTEGER PRIMARY KEY,
+    oid TEXT NOT NULL,
+    hold_on INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    by TEXT NOT NULL
+);
+CREATE INDEX legal_hold_events_oid ON legal_hold_events(oid, at);
+INSERT INTO legal_hold_events (oid, hold_on, at, by)
+    SELECT oid, 1, '1970-01-01T00:00:00.000Z', 'migration' FROM users WHERE legal_hold = 1;
+CREATE INDEX interactions_expiration ON interactions(expiration);
+"#,
 ];
 
 /// Applies the migrations not yet applied, each in its own transaction.

@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
 
+use super::retention;
 use super::*;
 use crate::audit::GENESIS;
 use crate::model::{fmt_time, BotRole, Leg, Party};
@@ -462,12 +463,18 @@ fn recompute(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
     let (called, called_key) = party_cols(&rep.called_party);
     let (calling, calling_key) = party_cols(&rep.calling_party);
     let (answered, answered_key) = party_cols(&rep.answered_by);
-    let expiration = rep
-        .expiration
-        .or_else(|| {
-            (rep.retention_days > 0)
-                .then(|| rep.start_time + Duration::days(rep.retention_days as i64))
+    // A recording made once for several users keeps the longest retention any leg carries
+    // (each leg's explicit expiration, else its start plus its retention days); a leg without
+    // either does not shorten the others'.
+    let expiration = legs
+        .iter()
+        .filter_map(|(_, l)| {
+            l.expiration.or_else(|| {
+                (l.retention_days > 0)
+                    .then(|| l.start_time + Duration::days(l.retention_days as i64))
+            })
         })
+        .max()
         .map(|t| fmt_time(&t));
     exec(
         tx,
@@ -701,6 +708,51 @@ fn upsert_in(tx: &Transaction<'_>, leg: &LegUpdate) -> StoreResult<UpsertOutcome
     };
     recompute(tx, outcome.interaction_id)?;
     Ok(outcome)
+}
+
+/// Appends `e` to the audit chain inside `tx` (see [`Store::audit_append`]).
+fn append_audit(tx: &Transaction<'_>, e: &NewAudit) -> StoreResult<AuditEntry> {
+    let last: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (id, prev) = match last {
+        Some((id, h)) => (id + 1, h),
+        None => (1, GENESIS.to_string()),
+    };
+    let mut entry = AuditEntry {
+        id,
+        at: now(),
+        user_oid: e.user_oid.clone(),
+        user_upn: e.user_upn.clone(),
+        action: e.action.to_string(),
+        item_type: e.item_type.to_string(),
+        item: e.item.clone(),
+        description: e.description.clone(),
+        prev_hash: prev,
+        hash: String::new(),
+    };
+    entry.hash = entry.compute_hash();
+    tx.execute(
+        "INSERT INTO audit (id, at, user_oid, user_upn, action, item_type, item, description, prev_hash, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        params![
+        entry.id,
+        entry.at,
+        entry.user_oid,
+        entry.user_upn,
+        entry.action,
+        entry.item_type,
+        entry.item,
+        entry.description,
+        entry.prev_hash,
+        entry.hash
+        ],
+    )?;
+    Ok(entry)
 }
 
 impl Store for SqliteStore {
@@ -1109,15 +1161,56 @@ impl Store for SqliteStore {
         Ok((oids.into_iter().collect(), upns.into_iter().collect()))
     }
 
-    fn set_legal_hold(&self, oid: &str, on: bool) -> StoreResult<()> {
-        let conn = self.lock()?;
-        match conn.execute(
-            "UPDATE users SET legal_hold = ? WHERE oid = ?",
-            params![on as i64, oid],
-        )? {
-            0 => Err(StoreError::NotFound(format!("user {oid}"))),
-            _ => Ok(()),
-        }
+    fn set_legal_hold(&self, oid: &str, on: bool, by: &str, at: DateTime<Utc>) -> StoreResult<()> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        retention::set_legal_hold(&tx, oid, on, by, at)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete_user(&self, oid: &str) -> StoreResult<()> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        retention::delete_user(&tx, oid)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn export_user(&self, oid: &str) -> StoreResult<UserExport> {
+        retention::export_user(&*self.lock()?, oid)
+    }
+
+    fn pending_deletions(&self, after: i64, limit: u32) -> StoreResult<Vec<DeletionRequest>> {
+        retention::pending_deletions(&*self.lock()?, after, limit)
+    }
+
+    fn expired(
+        &self,
+        now: DateTime<Utc>,
+        after: Option<&ExpiryCursor>,
+        limit: u32,
+        with_deleted_media: bool,
+    ) -> StoreResult<Vec<ExpiryCursor>> {
+        retention::expired(&*self.lock()?, now, after, limit, with_deleted_media)
+    }
+
+    fn retention_item(&self, id: i64) -> StoreResult<Option<RetentionItem>> {
+        retention::retention_item(&*self.lock()?, id)
+    }
+
+    fn retention_apply(
+        &self,
+        id: i64,
+        change: RetentionChange,
+        audit: &NewAudit,
+    ) -> StoreResult<AuditEntry> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        retention::apply(&tx, id, change)?;
+        let entry = append_audit(&tx, audit)?;
+        tx.commit()?;
+        Ok(entry)
     }
 
     fn access_profiles(&self) -> StoreResult<Vec<AccessProfile>> {
@@ -1259,46 +1352,7 @@ impl Store for SqliteStore {
     fn audit_append(&self, e: &NewAudit) -> StoreResult<AuditEntry> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
-        let last: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let (id, prev) = match last {
-            Some((id, h)) => (id + 1, h),
-            None => (1, GENESIS.to_string()),
-        };
-        let mut entry = AuditEntry {
-            id,
-            at: now(),
-            user_oid: e.user_oid.clone(),
-            user_upn: e.user_upn.clone(),
-            action: e.action.to_string(),
-            item_type: e.item_type.to_string(),
-            item: e.item.clone(),
-            description: e.description.clone(),
-            prev_hash: prev,
-            hash: String::new(),
-        };
-        entry.hash = entry.compute_hash();
-        tx.execute(
-            "INSERT INTO audit (id, at, user_oid, user_upn, action, item_type, item, description, prev_hash, hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            params![
-                entry.id,
-                entry.at,
-                entry.user_oid,
-                entry.user_upn,
-                entry.action,
-                entry.item_type,
-                entry.item,
-                entry.description,
-                entry.prev_hash,
-                entry.hash
-            ],
-        )?;
+        let entry = append_audit(&tx, e)?;
         tx.commit()?;
         Ok(entry)
     }
