@@ -18,6 +18,13 @@ pub enum AlarmKind {
     RecordingRejected,
     /// A recording names a storage that is not configured; it is held in the spool.
     UnknownStorage,
+    /// A call a recording profile said to record was refused by its bot-host (reconciler).
+    CallNotRecorded,
+    /// A recorded call ended but its recording is not (or no longer) available in the store
+    /// within the grace period (reconciler).
+    RecordingMissing,
+    /// A configured bot-host cannot be asked for its calls (reconciler).
+    BotHostUnreachable,
 }
 
 impl AlarmKind {
@@ -27,6 +34,9 @@ impl AlarmKind {
             AlarmKind::ConnectionFailed => "ConnectionFailed",
             AlarmKind::RecordingRejected => "RecordingRejected",
             AlarmKind::UnknownStorage => "UnknownStorage",
+            AlarmKind::CallNotRecorded => "CallNotRecorded",
+            AlarmKind::RecordingMissing => "RecordingMissing",
+            AlarmKind::BotHostUnreachable => "BotHostUnreachable",
         }
     }
 
@@ -37,6 +47,9 @@ impl AlarmKind {
             AlarmKind::ConnectionFailed => ".1.3.6.1.4.1.5003.9.40.3.2.0.101",
             AlarmKind::RecordingRejected => ".1.3.6.1.4.1.5003.9.40.3.2.0.102",
             AlarmKind::UnknownStorage => ".1.3.6.1.4.1.5003.9.40.3.2.0.103",
+            AlarmKind::CallNotRecorded => ".1.3.6.1.4.1.5003.9.40.3.2.0.104",
+            AlarmKind::RecordingMissing => ".1.3.6.1.4.1.5003.9.40.3.2.0.105",
+            AlarmKind::BotHostUnreachable => ".1.3.6.1.4.1.5003.9.40.3.2.0.106",
         }
     }
 
@@ -46,6 +59,9 @@ impl AlarmKind {
             AlarmKind::ConnectionFailed => "major",
             AlarmKind::RecordingRejected => "major",
             AlarmKind::UnknownStorage => "major",
+            AlarmKind::CallNotRecorded => "critical",
+            AlarmKind::RecordingMissing => "critical",
+            AlarmKind::BotHostUnreachable => "major",
         }
     }
 
@@ -64,6 +80,30 @@ impl AlarmKind {
             AlarmKind::UnknownStorage => {
                 "Configure a [[storage]] with this name or correct the recording profile; \
                  held recordings upload once the storage exists."
+            }
+            AlarmKind::CallNotRecorded => {
+                "The bot-host refused a call it should have recorded (capacity or disk space): \
+                 add bot-host capacity or free space, and record the regulatory gap."
+            }
+            AlarmKind::RecordingMissing => {
+                "Check the bot-host's spool (active/, sealed/, rejected/) and the uploader's \
+                 alarms for this recording; the alarm clears when it becomes available."
+            }
+            AlarmKind::BotHostUnreachable => {
+                "Check that the bot-host runs and that its address in reconcile.bot_hosts is \
+                 reachable from the daemon."
+            }
+            AlarmKind::CallNotRecorded => {
+                "The bot-host refused a call it should have recorded (capacity or disk space): \
+                 add bot-host capacity or free space, and record the regulatory gap."
+            }
+            AlarmKind::RecordingMissing => {
+                "Check the bot-host's spool (active/, sealed/, rejected/) and the uploader's \
+                 alarms for this recording; the alarm clears when it becomes available."
+            }
+            AlarmKind::BotHostUnreachable => {
+                "Check that the bot-host runs and that its HTTP address in `reconcile.bot_hosts` \
+                 is reachable from the daemon."
             }
         }
     }

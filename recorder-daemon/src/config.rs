@@ -54,6 +54,8 @@ pub struct Config {
     pub upload: UploadConfig,
     /// The retention cycle (docs/retention.md).
     pub retention: crate::retention::RetentionConfig,
+    /// The reconciler: bot-hosts whose calls are compared with the store (docs/operations.md).
+    pub reconcile: crate::reconcile::ReconcileConfig,
 }
 
 /// One `[[storage]]` entry.
@@ -135,6 +137,7 @@ impl Default for Config {
             alarm_webhook: None,
             upload: UploadConfig::default(),
             retention: Default::default(),
+            reconcile: Default::default(),
         }
     }
 }

@@ -17,6 +17,7 @@ mod media;
 mod merge;
 mod model;
 mod rbac;
+mod reconcile;
 mod retention;
 mod storage;
 mod store;
@@ -480,6 +481,15 @@ fn serve(cfg: Config) -> Result<()> {
         // The uploader runs beside the API; a crash anywhere in it is the journal's business,
         // so stopping the daemon simply drops it.
         let uploading = tokio::spawn(up.run());
+        if !cfg.reconcile.bot_hosts.is_empty() {
+            let alarms = alarms::Alarms::new(
+                state.store.clone(),
+                &cfg.tenant_id,
+                cfg.alarm_webhook.clone(),
+            );
+            let r = reconcile::Reconciler::new(state.store.clone(), alarms, cfg.reconcile.clone());
+            tokio::spawn(std::sync::Arc::new(r).run());
+        }
         if let Some(r) = state.retention.clone() {
             r.spawn(schedule);
         }

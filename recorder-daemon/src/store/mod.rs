@@ -488,6 +488,10 @@ pub trait Store: Send + Sync {
     /// Deletes an access profile.
     fn delete_access_profile(&self, id: i64) -> StoreResult<()>;
 
+    /// The interaction and media status of the leg `recording_id`, if the store has it (the
+    /// reconciler's question).
+    fn leg_status(&self, recording_id: &str) -> StoreResult<Option<(i64, MediaStatus)>>;
+
     /// Every recording profile, by name.
     fn recording_profiles(&self) -> StoreResult<Vec<RecordingProfileRow>>;
     /// Replaces the whole set of recording profiles in one transaction (the caller has

@@ -1303,6 +1303,20 @@ impl Store for SqliteStore {
         }
     }
 
+    fn leg_status(&self, recording_id: &str) -> StoreResult<Option<(i64, MediaStatus)>> {
+        let conn = self.lock()?;
+        let row: Option<(i64, String)> = conn
+            .prepare_cached("SELECT interaction_id, media_status FROM legs WHERE recording_id = ?")?
+            .query_row([recording_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        row.map(|(id, st)| {
+            MediaStatus::parse(&st)
+                .map(|m| (id, m))
+                .ok_or_else(|| StoreError::Db(format!("leg {recording_id}: media status {st:?}")))
+        })
+        .transpose()
+    }
+
     fn recording_profiles(&self) -> StoreResult<Vec<RecordingProfileRow>> {
         let conn = self.lock()?;
         let mut st = conn.prepare(
