@@ -93,18 +93,6 @@ impl AlarmKind {
                 "Check that the bot-host runs and that its address in reconcile.bot_hosts is \
                  reachable from the daemon."
             }
-            AlarmKind::CallNotRecorded => {
-                "The bot-host refused a call it should have recorded (capacity or disk space): \
-                 add bot-host capacity or free space, and record the regulatory gap."
-            }
-            AlarmKind::RecordingMissing => {
-                "Check the bot-host's spool (active/, sealed/, rejected/) and the uploader's \
-                 alarms for this recording; the alarm clears when it becomes available."
-            }
-            AlarmKind::BotHostUnreachable => {
-                "Check that the bot-host runs and that its HTTP address in `reconcile.bot_hosts` \
-                 is reachable from the daemon."
-            }
         }
     }
 }
