@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The main job, on the embedded defaults:
 #   1. a captured SRTP call (the committed fixture) recorded end to end by `bot-host replay`;
-#   2. the live bot: a primary and a paired `bot-host serve`, the simulator playing every
-#      call scenario (each call type, profile rules, impairments, forks, transfers, meetings)
-#      against both, then the sealed recordings checked by `recorder-daemon verify`.
+#   2. the whole product on this machine: recorder-daemon (metadata store, uploader to local
+#      storage with a geo-redundant second copy, retention, reconciler, web UI), a primary and
+#      a paired `bot-host serve` posting to it, and the simulator playing every call scenario
+#      (each call type, profile rules, impairments, a paired leg losing packets, an outage of
+#      the primary, forks, transfers, meetings). It waits until every recording is uploaded
+#      and verified, prints the UI's address with sign-in links for an administrator and a
+#      supervisor who sees only the traders' calls, and keeps running until Ctrl-C, then
+#      stops everything cleanly (bots seal what they hold, the uploader takes it).
 # Everything lands under out/.
-#   scripts/run.sh                                   (both parts)
+#   scripts/run.sh                                   (both parts; Ctrl-C to stop)
+#   scripts/run.sh --no-wait                         (stop as soon as everything is stored)
 #   scripts/run.sh CAPTURE [--srtp-key KEY]...       (replay your own capture only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +27,9 @@ check_oggs() {
     ogginfo "$f" | grep -iE 'warning|error' || true
   done
 }
+
+wait_for_ctrl_c=1
+if [ "${1:-}" = "--no-wait" ]; then wait_for_ctrl_c=0; shift; fi
 
 out=out/demo
 rm -rf "$out"
@@ -38,40 +47,127 @@ echo "== 1. replay: recording fixtures/calls/srtp-80.pcap" >&2
 $bin/bot-host replay fixtures/calls/srtp-80.pcap --out "$out" --srtp-key "$key"
 check_oggs "$out"/*.ogg
 
-echo "== 2. live: a primary and a paired bot-host, the simulator playing every scenario" >&2
+echo "== 2. the product: recorder-daemon, a primary and a paired bot-host, the simulator" >&2
 live=out/live
 rm -rf "$live"
-mkdir -p "$live"
+mkdir -p "$live/store"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+tenant=5f2b7c3e-1a4d-4e8b-9c6f-2d3e4f5a6b7c
+ingest_key=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+primary_port=$(free_port); paired_port=$(free_port); store_port=$(free_port)
+primary=http://127.0.0.1:$primary_port; paired=http://127.0.0.1:$paired_port
+store=http://127.0.0.1:$store_port
+cat >"$live/store/recorder.toml" <<CONF
+listen = "127.0.0.1:$store_port"
+data_dir = "$PWD/$live/store"
+tenant_id = "$tenant"
+ingest_key = "$ingest_key"
+global_admins = ["admin@contoso.example"]
+spool_dirs = ["$PWD/$live/primary/spool", "$PWD/$live/paired/spool"]
+
+[[storage]]
+name = "local"
+kind = "local"
+paired = "local-geo"
+
+[[storage]]
+name = "local-geo"
+kind = "local"
+
+[reconcile]
+bot_hosts = ["$primary", "$paired"]
+interval_secs = 5
+grace_secs = 120
+CONF
+
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+stop_all() {
+  # Bots first: they seal what they hold and the uploader takes it; then the daemon.
+  local n=${#pids[@]}
+  for ((i = n - 1; i >= 0; i--)); do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+    wait "${pids[$i]}" 2>/dev/null || true
+    if [ "$i" -eq 1 ]; then sleep 3; fi   # the last seals reach storage before the daemon stops
+  done
+  pids=()
 }
-trap cleanup EXIT
-start_bot() { # role -> prints its HTTP URL
-  local role=$1 log=$live/$1.log
-  $bin/bot-host serve --role "$role" --data-dir "$live/$role" \
-    --profiles bot-host/sim-profiles.toml >"$log" 2>&1 &
+trap stop_all EXIT
+trap 'echo; echo "stopping..." >&2; exit 0' INT TERM
+
+$bin/recorder-daemon serve --config "$live/store/recorder.toml" >"$live/store.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+  curl -sf "$store/api/v1/openapi.json" >/dev/null && break
+  sleep 0.1
+done
+token() { $bin/recorder-daemon token --config "$live/store/recorder.toml" --ttl 12h "$@"; }
+admin=$(token --upn admin@contoso.example)
+api() { # method path [json]
+  curl -sf -X "$1" -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
+    ${3:+--data "$3"} "$store$2"
+}
+# The directory (as Entra ID would give it) and a supervisor who sees the traders' calls only.
+api POST /api/v1/directory/import '{"users": [
+  {"id": "00000001-7c1e-4d2a-9b3f-00005eed0001", "userPrincipalName": "alice@contoso.example", "displayName": "Alice Archer", "recordingProfile": "Traders"},
+  {"id": "00000002-7c1e-4d2a-9b3f-00005eed0002", "userPrincipalName": "bob@contoso.example", "displayName": "Bob Baker", "recordingProfile": "Traders"},
+  {"id": "00000003-7c1e-4d2a-9b3f-00005eed0003", "userPrincipalName": "carol@contoso.example", "displayName": "Carol Chen", "recordingProfile": "Support"},
+  {"id": "00000004-7c1e-4d2a-9b3f-00005eed0004", "userPrincipalName": "dave@contoso.example", "displayName": "Dave Dunn", "recordingProfile": "NightShift"},
+  {"id": "00000005-7c1e-4d2a-9b3f-00005eed0005", "userPrincipalName": "erin@contoso.example", "displayName": "Erin Evans", "recordingProfile": "Legal"},
+  {"id": "5a5a5a5a-0000-4000-8000-00000000005a", "userPrincipalName": "sam@contoso.example", "displayName": "Sam Supervisor"}],
+ "groups": [
+  {"id": "traders", "displayName": "Traders", "members": [{"id": "00000001-7c1e-4d2a-9b3f-00005eed0001"}, {"id": "00000002-7c1e-4d2a-9b3f-00005eed0002"}]},
+  {"id": "trading-supervisors", "displayName": "Trading supervisors", "members": [{"id": "5a5a5a5a-0000-4000-8000-00000000005a"}]}]}' >/dev/null
+api POST /api/v1/access-profiles '{"name": "Trading supervisors", "groups": ["trading-supervisors"],
+  "callAccess": "ownAndGroups", "callAccessGroups": ["traders"],
+  "permissions": ["play", "download", "tag", "addNotes"]}' >/dev/null
+supervisor=$(token --upn sam@contoso.example)
+
+start_bot() { # role port
+  local role=$1 port=$2
+  cat >"$live/$role.toml" <<CONF
+listen = "127.0.0.1:$port"
+data_dir = "$PWD/$live/$role"
+profiles = "$PWD/bot-host/sim-profiles.toml"
+role = "$role"
+store_url = "$store/api/v1/interactions?ingestKey=$ingest_key"
+CONF
+  $bin/bot-host serve --config "$live/$role.toml" >"$live/$role.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
-    url=$(sed -n 's/.*webhook \(http:\/\/[^ ]*\)\/api\/calls.*/\1/p' "$log" | head -n1)
-    [ -n "$url" ] && break
+    curl -sf "http://127.0.0.1:$port/api/info" >/dev/null && return
     sleep 0.1
   done
-  [ -n "$url" ] || { cat "$log" >&2; echo "bot-host ($role) did not start" >&2; exit 1; }
+  cat "$live/$role.log" >&2; echo "bot-host ($role) did not start" >&2; exit 1
 }
-start_bot primary; primary=$url
-start_bot paired; paired=$url
-echo "primary bot-host: $primary   paired bot-host: $paired" >&2
+start_bot primary "$primary_port"
+start_bot paired "$paired_port"
+echo "store: $store   primary bot-host: $primary   paired bot-host: $paired" >&2
 $bin/bot-host simulate --to "$primary" --paired-to "$paired" --fast
-cleanup
-pids=()
-trap - EXIT
 
-echo "== recorder-daemon verify (every sealed recording, both bots)" >&2
-$bin/recorder-daemon verify "$live"/primary/spool/sealed/* "$live"/paired/spool/sealed/* | tail -n 5
+echo "== waiting for every recording to be uploaded, verified and indexed" >&2
+for _ in $(seq 240); do
+  sealed=$(find "$live"/primary/spool/sealed "$live"/paired/spool/sealed -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+  busy=$(api GET "/api/v1/interactions?mediaStatus=Recording&mediaStatus=Pending&pageSize=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+  [ "$sealed" -eq 0 ] && [ "$busy" -eq 0 ] && break
+  sleep 0.5
+done
+total=$(api GET "/api/v1/interactions?pageSize=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+available=$(api GET "/api/v1/interactions?mediaStatus=Available&pageSize=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+echo "interactions in the store: $total, available: $available; still in the spools: $sealed" >&2
+echo "== recorder-daemon verify (every stored recording, both storages)" >&2
+mapfile -t stored < <(find "$live/store/storage" "$live/store/storage-local-geo" -name manifest.json -printf '%h\n' 2>/dev/null)
+$bin/recorder-daemon verify "${stored[@]}" | tail -n 3
+alarms=$(api GET /api/v1/alarms | python3 -c 'import json,sys; a=json.load(sys.stdin); print(len(a) if isinstance(a, list) else len(a.get("items", [])))')
+echo "active alarms: $alarms (the simulator's deliberately refused and failed calls among them; see Settings > Alarms)" >&2
+
 echo
 echo "Replayed recording: $out/   (one .ogg per participant, mixed.ogg, segments.json, meta.json)"
-echo "Live recordings:    $live/primary/spool/sealed/ and $live/paired/spool/sealed/ (+ manifest.json)"
-echo "Logs:               $live/primary.log, $live/paired.log"
-echo "Play one:           opusdec \$(ls -d $live/primary/spool/sealed/* | head -n1)/mixed.ogg - | aplay"
+echo "The product:        $store/ui/"
+echo "  administrator:    $store/ui/#token=$admin"
+echo "  supervisor:       $store/ui/#token=$supervisor   (sam: the traders' calls only)"
+echo "Storage:            $live/store/storage/ (+ geo copy in storage-local-geo/), metadata in $live/store/store.db"
+echo "Logs:               $live/store.log, $live/primary.log, $live/paired.log"
+if [ "$wait_for_ctrl_c" -eq 1 ]; then
+  echo "Running until Ctrl-C."
+  while :; do sleep 3600; done
+fi
