@@ -7,6 +7,7 @@ mod api;
 mod audit;
 mod auth;
 mod bench;
+mod bench_azure;
 mod config;
 mod media;
 mod model;
@@ -91,6 +92,8 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         runs: usize,
     },
+    /// Upload benchmark of the Azure Blob backend (docs/azure.md).
+    BenchAzure(bench_azure::BenchAzureArgs),
     /// Verify recording directories (meta.json + Ogg Opus tracks) as written by bot-host.
     Verify {
         /// Recording directories.
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
             interactions,
             runs,
         } => bench::run(&dir, interactions, runs),
+        Command::BenchAzure(args) => bench_azure::run(args),
         Command::Serve { config, data_dir } => {
             Config::load(config.as_deref(), data_dir).and_then(serve)
         }

@@ -6,6 +6,8 @@
 //! operator browsing a container or a directory finds calls by date, and the retention cycle
 //! deletes one prefix per recording. Keys use `/` on every backend.
 
+pub mod azure;
+
 use std::ops::Range;
 use std::path::Path;
 use std::pin::Pin;
