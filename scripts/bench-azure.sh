@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Upload benchmark of the Azure Blob backend against Azurite on loopback (docs/azure.md).
-#   bash scripts/bench-azure.sh [SIZES]        (default 1M,50M; e.g. 1M,50M,500M)
+#   bash scripts/bench-azure.sh [SIZES [bench-azure options]]   (SIZES default 1M,50M)
 # Starts Azurite, mints a container SAS, creates the test files, PUTs each file with
 # `curl -T` (one Put Blob: the ceiling), runs `recorder-daemon bench-azure` on the same files
 # and SAS URL, prints both, stops Azurite. Files live in a temporary folder, removed at the end.
@@ -9,8 +9,14 @@ cd "$(dirname "$0")/.."
 
 SIZES="${1:-1M,50M}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-cargo build --release --locked -q -p recorder-daemon
-BIN="$CARGO_TARGET_DIR/release/recorder-daemon"
+# BENCH_PROFILE=dev reuses the test build (dependencies are optimised there too).
+if [ "${BENCH_PROFILE:-release}" = dev ]; then
+  cargo build --locked -q -p recorder-daemon
+  BIN="$CARGO_TARGET_DIR/debug/recorder-daemon"
+else
+  cargo build --release --locked -q -p recorder-daemon
+  BIN="$CARGO_TARGET_DIR/release/recorder-daemon"
+fi
 
 PORT="$(bash scripts/azurite.sh start)"
 DATA="$(mktemp -d -t bench-azure.XXXXXX)"

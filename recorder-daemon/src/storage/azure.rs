@@ -318,6 +318,7 @@ impl AzureStorage {
         let timeout = Duration::from_secs(cfg.request_timeout_secs.max(1));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
             .read_timeout(timeout)
             .pool_max_idle_per_host(cfg.concurrency.max(8))
             .build()
