@@ -129,7 +129,9 @@ impl Azurite {
         }
     }
 
-    /// Stops Azurite as an outage would: SIGTERM, SIGKILL if it lingers.
+    /// Stops Azurite as an outage would, with SIGTERM: Azurite keeps its metadata in memory and
+    /// saves it on the way out, so a SIGKILL would also lose the container itself, which no
+    /// outage of the real service does. In-flight requests are cut all the same.
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
@@ -144,6 +146,13 @@ impl Azurite {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 
@@ -180,10 +189,7 @@ impl Azurite {
 
 impl Drop for Azurite {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill();
     }
 }
 
