@@ -383,6 +383,23 @@ async fn an_expired_sas_or_one_without_write_is_an_auth_error() {
     let e = s.put_file("x/a.ogg", &p, n, m).await.unwrap_err();
     assert!(matches!(e, StorageError::Auth { .. }), "{e}");
 
+    // A SAS for a container that does not exist (deleted, or a typo): a storage failure too.
+    let missing = container_sas_url(
+        &format!("{}/nosuch", az.endpoint()),
+        ACCOUNT,
+        KEY,
+        "racwdl",
+        chrono::Utc::now() + chrono::Duration::hours(1),
+    )
+    .unwrap();
+    let s = AzureStorage::connect("missing", &AzureConfig::from_sas_url(&missing))
+        .await
+        .unwrap();
+    let e = s.probe().await.unwrap_err();
+    assert!(matches!(e, StorageError::Auth { .. }), "{e}");
+    let e = s.head("x/a.ogg").await.unwrap_err();
+    assert!(e.is_storage_down(), "{e}");
+
     let read_only = AzureConfig::from_sas_url(&az.sas("rl", chrono::Duration::hours(1)));
     let s = AzureStorage::connect("read-only", &read_only)
         .await

@@ -536,6 +536,11 @@ impl AzureStorage {
         .to_string();
         let storage = self.name.clone();
         match status {
+            // The configured container is gone: no object can be found or stored until the
+            // operator acts, so it counts as a storage failure (alarm), not a missing object.
+            StatusCode::NOT_FOUND if code == "ContainerNotFound" => {
+                StorageError::Auth { storage, detail }
+            }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 StorageError::Auth { storage, detail }
             }
