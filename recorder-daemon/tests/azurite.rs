@@ -28,7 +28,7 @@ const CONTAINER: &str = "recordings";
 
 fn azurite_bin() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("AZURITE_BLOB") {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.exists());
     }
     let home = std::env::var_os("AZURITE_HOME")
         .map(PathBuf::from)
