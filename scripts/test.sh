@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
+# Azurite (npm) for the Azure Blob backend tests (recorder-daemon/tests/azurite.rs).
+bash scripts/azurite.sh install
 echo "== fixtures" >&2
 bash fixtures/generate.sh fixtures/generated >&2
 bash fixtures/generate.sh --dual-long >&2   # into fixtures/generated/long/

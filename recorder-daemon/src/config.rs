@@ -76,8 +76,9 @@ pub struct StorageConfig {
     /// The storage that receives the second (geo-redundant) copy of Pro recordings.
     #[serde(default)]
     pub paired: Option<String>,
-    // The Azure backend's settings (`[storage.azure]`, `storage::azure::AzureConfig`) are
-    // added here when that backend is merged.
+    /// Azure: the container SAS URL or account and key (`[storage.azure]`, docs/azure.md).
+    #[serde(default)]
+    pub azure: Option<crate::storage::azure::AzureConfig>,
 }
 
 /// Storage backends.
@@ -175,6 +176,7 @@ impl Config {
                 path: None,
                 max_bytes: None,
                 paired: None,
+                azure: None,
             }]
         } else {
             self.storage.clone()

@@ -10,6 +10,7 @@ mod api;
 mod audit;
 mod auth;
 mod bench;
+mod bench_azure;
 mod config;
 mod media;
 // Wired to the uploader when it lands (issue 6).
@@ -134,6 +135,8 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// Upload benchmark of the Azure Blob backend (docs/azure.md).
+    BenchAzure(bench_azure::BenchAzureArgs),
     /// Verify recording directories (meta.json + Ogg Opus tracks) as written by bot-host.
     Verify {
         /// Recording directories.
@@ -199,6 +202,7 @@ fn main() -> ExitCode {
             size,
             concurrency,
         } => bench::upload(&dir, recordings, size, concurrency),
+        Command::BenchAzure(args) => bench_azure::run(args),
         Command::Serve { config, data_dir } => {
             Config::load(config.as_deref(), data_dir).and_then(serve)
         }
@@ -316,7 +320,7 @@ fn audit_verify(cfg: &Config) -> Result<()> {
 }
 
 /// The configured storages, opened, and the storage -> paired storage map.
-pub fn open_storages(cfg: &Config) -> Result<(Storages, BTreeMap<String, String>)> {
+pub async fn open_storages(cfg: &Config) -> Result<(Storages, BTreeMap<String, String>)> {
     let mut storages = Storages::default();
     let mut paired = BTreeMap::new();
     for s in cfg.storages()? {
@@ -328,10 +332,18 @@ pub fn open_storages(cfg: &Config) -> Result<(Storages, BTreeMap<String, String>
                         .with_context(|| format!("storage {}: {}", s.name, path.display()))?,
                 )
             }
-            // The Azure backend (storage::azure::AzureStorage::connect(&s.name, &azure_config))
-            // plugs in here when it is merged.
             StorageKind::Azure => {
-                anyhow::bail!("storage {}: the azure backend is not built in", s.name)
+                let a = s.azure.as_ref().with_context(|| {
+                    format!(
+                        "storage {}: kind = \"azure\" needs a [storage.azure] table",
+                        s.name
+                    )
+                })?;
+                Arc::new(
+                    storage::azure::AzureStorage::connect(&s.name, a)
+                        .await
+                        .with_context(|| format!("storage {}", s.name))?,
+                )
             }
         };
         storages.insert(opened);
@@ -373,7 +385,7 @@ fn upload_cmd(cfg: Config, once: bool) -> Result<()> {
         .build()?;
     rt.block_on(async move {
         let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
-        let (storages, paired) = open_storages(&cfg)?;
+        let (storages, paired) = open_storages(&cfg).await?;
         let up = uploader(&cfg, store, storages, paired, Default::default())?;
         if !once {
             tokio::select! { _ = up.run() => {}, _ = shutdown() => {} }
@@ -408,7 +420,7 @@ fn retention_run_once(cfg: Config, now: Option<String>) -> Result<()> {
         .build()?;
     let report = rt.block_on(async {
         let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
-        let (storages, _) = open_storages(&cfg)?;
+        let (storages, _) = open_storages(&cfg).await?;
         let r =
             retention::Retention::new(store, storages, Some(cfg.audit_anchor()), &cfg.retention);
         anyhow::Ok(r.run_cycle(now).await?)
@@ -462,7 +474,7 @@ fn serve(cfg: Config) -> Result<()> {
             .schedule()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
-        let (storages, paired) = open_storages(&cfg)?;
+        let (storages, paired) = open_storages(&cfg).await?;
         let health = Arc::new(upload::HealthBoard::default());
         let up = uploader(
             &cfg,

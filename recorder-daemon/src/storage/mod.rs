@@ -6,6 +6,7 @@
 //! operator browsing a container or a directory finds calls by date, and the retention cycle
 //! deletes one prefix per recording. Keys use `/` on every backend.
 
+pub mod azure;
 pub mod local;
 #[cfg(test)]
 pub mod memory;
