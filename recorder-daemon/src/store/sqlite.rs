@@ -12,7 +12,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transact
 use super::retention;
 use super::*;
 use crate::audit::GENESIS;
-use crate::model::{fmt_time, BotRole, Leg, Party};
+use crate::model::{fmt_time, playable_legs, BotRole, Leg, MergeInfo, MergeState, Party};
 
 /// API sort names and their SQL columns; nothing else reaches `ORDER BY`.
 pub const SORT_COLUMNS: &[(&str, &str)] = &[
@@ -519,6 +519,20 @@ fn recompute(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
             id
         ],
     )?;
+    // Both legs stored: queue the merge once (a later metadata update of a leg changes
+    // nothing; a failed merge stays failed until an operator requeues it).
+    let available = |role: BotRole| {
+        legs.iter()
+            .any(|(r, l)| *r == role && l.media_status == MediaStatus::Available)
+    };
+    if status != MediaStatus::Deleted && available(BotRole::Primary) && available(BotRole::Paired)
+    {
+        exec(
+            tx,
+            "UPDATE interactions SET merge_state = 'pending' WHERE id = ? AND merge_state = ''",
+            [id],
+        )?;
+    }
     exec(tx, "DELETE FROM party_trgm WHERE rowid = ?", [id])?;
     exec(
         tx,
@@ -867,12 +881,30 @@ impl Store for SqliteStore {
             )?
             .query_map([id], note_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
+        let merge = conn.query_row(
+            "SELECT merge_state, merge_error, merged_at, merged_path, merged_storage \
+             FROM interactions WHERE id = ?",
+            [id],
+            |r| {
+                let state: String = r.get(0)?;
+                Ok(MergeInfo {
+                    state: MergeState::parse(&state).unwrap_or(MergeState::None),
+                    error: r.get(1)?,
+                    merged_at: r.get(2)?,
+                    media_path: r.get(3)?,
+                    storage: r.get(4)?,
+                })
+            },
+        )?;
+        let playable_legs = playable_legs(&summary.media_status, &legs, &merge);
         Ok(Some(InteractionDetail {
             summary,
             legs,
             participant_details,
             tag_details,
             note_details,
+            merge,
+            playable_legs,
         }))
     }
 
@@ -1211,6 +1243,42 @@ impl Store for SqliteStore {
         let entry = append_audit(&tx, audit)?;
         tx.commit()?;
         Ok(entry)
+    }
+
+    fn merge_pending(&self, after: i64, limit: u32) -> StoreResult<Vec<i64>> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare_cached(
+            "SELECT id FROM interactions WHERE merge_state = 'pending' AND id > ? \
+             AND media_status != 'Deleted' ORDER BY id LIMIT ?",
+        )?;
+        let ids = st
+            .query_map(params![after, limit], |r| r.get(0))?
+            .collect::<Result<Vec<i64>, _>>()?;
+        Ok(ids)
+    }
+
+    fn merge_finish(&self, id: i64, outcome: &MergeOutcome) -> StoreResult<bool> {
+        let conn = self.lock()?;
+        let n = match outcome {
+            MergeOutcome::Done {
+                storage,
+                media_path,
+                at,
+            } => exec(
+                &conn,
+                "UPDATE interactions SET merge_state = 'done', merged_path = ?, \
+                 merged_storage = ?, merged_at = ?, merge_error = '' \
+                 WHERE id = ? AND merge_state = 'pending' AND media_status != 'Deleted'",
+                params![media_path, storage, fmt_time(at), id],
+            )?,
+            MergeOutcome::Failed { error } => exec(
+                &conn,
+                "UPDATE interactions SET merge_state = 'failed', merge_error = ? \
+                 WHERE id = ? AND merge_state = 'pending' AND media_status != 'Deleted'",
+                params![error, id],
+            )?,
+        };
+        Ok(n == 1)
     }
 
     fn access_profiles(&self) -> StoreResult<Vec<AccessProfile>> {
