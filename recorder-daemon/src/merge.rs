@@ -94,8 +94,7 @@ pub async fn merge_stored(
 ) -> Result<MergedRecording, MergeFailure> {
     std::fs::create_dir_all(scratch)
         .map_err(|e| MergeFailure::local(&format!("creating {}", scratch.display()), e))?;
-    let work =
-        tempfile::TempDir::new_in(scratch).map_err(|e| MergeFailure::local("scratch", e))?;
+    let work = tempfile::TempDir::new_in(scratch).map_err(|e| MergeFailure::local("scratch", e))?;
     let p_dir = fetch(storages, primary, &work.path().join("primary")).await?;
     let q_dir = fetch(storages, paired, &work.path().join("paired")).await?;
     // verify_recording's Ok lines describe each good file; any problem is an Err.
@@ -139,9 +138,9 @@ pub async fn merge_stored(
     })?;
 
     let name = leg_storage(primary).to_string();
-    let target = storages.get(&name).ok_or_else(|| {
-        MergeFailure::Refused(format!("no storage named {name:?} is configured"))
-    })?;
+    let target = storages
+        .get(&name)
+        .ok_or_else(|| MergeFailure::Refused(format!("no storage named {name:?} is configured")))?;
     let primary_path = primary.media_path.as_deref().ok_or_else(|| {
         MergeFailure::Refused(format!("leg {} is not in storage", primary.recording_id))
     })?;
@@ -206,7 +205,8 @@ async fn fetch(storages: &Storages, leg: &Leg, dir: &Path) -> Result<PathBuf, Me
             .await
             .map_err(|e| MergeFailure::local(&path.display().to_string(), e))?;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| MergeFailure::Retry(format!("reading {}: {e}", o.key)))?;
+            let chunk =
+                chunk.map_err(|e| MergeFailure::Retry(format!("reading {}: {e}", o.key)))?;
             f.write_all(&chunk)
                 .await
                 .map_err(|e| MergeFailure::local(&path.display().to_string(), e))?;

@@ -518,8 +518,9 @@ pub async fn segments(
             format!("segments of the {} leg", served.leg),
         ))
         .await?;
-    let mut r = Json(serde_json::json!({ "interactionId": id, "leg": served.leg, "segments": segs }))
-        .into_response();
+    let mut r =
+        Json(serde_json::json!({ "interactionId": id, "leg": served.leg, "segments": segs }))
+            .into_response();
     r.headers_mut()
         .insert(LEG_HEADER, header::HeaderValue::from_static(served.leg));
     Ok(r)
@@ -599,7 +600,9 @@ fn participant_window(
         None => u64::MAX,
     };
     if end <= start {
-        return Some(Err("the participant's leave time is not after their join time".into()));
+        return Some(Err(
+            "the participant's leave time is not after their join time".into(),
+        ));
     }
     Some(Ok(Window {
         start_48k: start,
@@ -607,23 +610,26 @@ fn participant_window(
     }))
 }
 
-/// The status and byte span of a request for `len` bytes, or the 416 response.
-fn byte_span(headers: &HeaderMap, len: u64) -> Result<(StatusCode, u64, u64), Response> {
+/// The status and byte span of a request for `len` bytes; `None`: unsatisfiable (416).
+fn byte_span(headers: &HeaderMap, len: u64) -> Option<(StatusCode, u64, u64)> {
     match parse_range(
         headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
         len,
     ) {
-        RangeReq::Full => Ok((StatusCode::OK, 0, len.saturating_sub(1))),
-        RangeReq::Partial { start, end } => Ok((StatusCode::PARTIAL_CONTENT, start, end)),
-        RangeReq::Unsatisfiable => {
-            let mut r = AppError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
-                .into_response();
-            if let Ok(v) = header::HeaderValue::from_str(&format!("bytes */{len}")) {
-                r.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            Err(r)
-        }
+        RangeReq::Full => Some((StatusCode::OK, 0, len.saturating_sub(1))),
+        RangeReq::Partial { start, end } => Some((StatusCode::PARTIAL_CONTENT, start, end)),
+        RangeReq::Unsatisfiable => None,
     }
+}
+
+/// 416 with `Content-Range: bytes */len`.
+fn unsatisfiable(len: u64) -> Response {
+    let mut r =
+        AppError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable").into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&format!("bytes */{len}")) {
+        r.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    r
 }
 
 /// `GET /api/v1/interactions/{id}/media?leg=merged|primary|paired&download=true|false
@@ -642,7 +648,9 @@ pub async fn media(
     for (k, v) in rest {
         if k == "participant" {
             if v.is_empty() || v.len() > 512 {
-                return Err(AppError::bad_request("participant must be 1..512 characters"));
+                return Err(AppError::bad_request(
+                    "participant must be 1..512 characters",
+                ));
             }
             participant = Some(v);
             continue;
@@ -733,9 +741,8 @@ pub async fn media(
             (c.ogg.len() as u64, Some(bytes::Bytes::from(c.ogg)))
         }
     };
-    let (status, start, end) = match byte_span(&headers, body_len) {
-        Ok(s) => s,
-        Err(r) => return Ok(r),
+    let Some((status, start, end)) = byte_span(&headers, body_len) else {
+        return Ok(unsatisfiable(body_len));
     };
     // A seeking player sends many range requests; the first one is the play/download.
     if start == 0 {

@@ -173,10 +173,17 @@ fn opusinfo_clean(bytes: &[u8]) {
     };
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), bytes).unwrap();
-    let out = std::process::Command::new(path).arg(f.path()).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let out = std::process::Command::new(path)
+        .arg(f.path())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    assert!(!text.contains("WARNING") && !text.contains("ERROR"), "{text}");
+    assert!(
+        !text.contains("WARNING") && !text.contains("ERROR"),
+        "{text}"
+    );
 }
 
 fn which(name: &str) -> Result<PathBuf, ()> {
@@ -262,7 +269,11 @@ impl Env {
         Merger::new(self.store.clone(), storages, self.root.join("scratch"))
     }
 
-    async fn get(&self, uri: &str, range: Option<&str>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    async fn get(
+        &self,
+        uri: &str,
+        range: Option<&str>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
         let mut b = Request::builder()
             .uri(uri)
             .header("authorization", format!("Bearer {}", self.token));
@@ -302,11 +313,23 @@ async fn two_stored_legs_merge_serve_cut_and_go_with_retention() {
     assert_eq!(d["merge"]["state"], "pending", "{}", d["merge"]);
     assert_eq!(d["playableLegs"], json!(["primary", "paired"]));
     // Before the merge, `merged` is the primary's recording, and says so.
-    let (s, h, _) = env.get("/api/v1/interactions/1/media?leg=merged", None).await;
-    assert_eq!((s, &h["x-recording-leg"]), (StatusCode::OK, &"primary".parse().unwrap()));
+    let (s, h, _) = env
+        .get("/api/v1/interactions/1/media?leg=merged", None)
+        .await;
+    assert_eq!(
+        (s, &h["x-recording-leg"]),
+        (StatusCode::OK, &"primary".parse().unwrap())
+    );
 
     let r = env.merger(env.storages.clone()).round().await.unwrap();
-    assert_eq!(r, MergeReport { merged: 1, failed: 0, waiting: 0 });
+    assert_eq!(
+        r,
+        MergeReport {
+            merged: 1,
+            failed: 0,
+            waiting: 0
+        }
+    );
     let d = env.detail();
     assert_eq!(d["merge"]["state"], "done", "{}", d["merge"]);
     assert_eq!(d["merge"]["mediaPath"], "2026/11/26/rec-p/merged");
@@ -314,16 +337,24 @@ async fn two_stored_legs_merge_serve_cut_and_go_with_retention() {
     // Nothing left to do.
     let r = env.merger(env.storages.clone()).round().await.unwrap();
     assert_eq!(r, MergeReport::default());
-    assert_eq!(std::fs::read_dir(env.root.join("scratch")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(env.root.join("scratch")).unwrap().count(),
+        0
+    );
 
     // The merged directory verifies like a sealed leg.
     let merged_dir = env.root.join("storage/2026/11/26/rec-p/merged");
     crate::verify::verify_recording(&merged_dir).unwrap();
 
-    let (s, h, merged) = env.get("/api/v1/interactions/1/media?leg=merged", None).await;
+    let (s, h, merged) = env
+        .get("/api/v1/interactions/1/media?leg=merged", None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(h["x-recording-leg"], "merged");
-    assert_eq!(merged, env.stored("2026/11/26/rec-p/merged/mixed.ogg").await);
+    assert_eq!(
+        merged,
+        env.stored("2026/11/26/rec-p/merged/mixed.ogg").await
+    );
     opusinfo_clean(&merged);
     let primary = env.stored("2026/11/26/rec-p/mixed.ogg").await;
     let (dm, dp) = (duration_48k(&merged), duration_48k(&primary));
@@ -331,30 +362,55 @@ async fn two_stored_legs_merge_serve_cut_and_go_with_retention() {
     assert!(dm.abs_diff(dp) <= 960, "merged {dm} vs primary {dp}");
     assert!(dm.abs_diff(175_000 * 48 / 50) <= 960 * 2, "{dm}"); // 3.5 s
     let (s, h, part) = env
-        .get("/api/v1/interactions/1/media?leg=merged", Some("bytes=100-1099"))
+        .get(
+            "/api/v1/interactions/1/media?leg=merged",
+            Some("bytes=100-1099"),
+        )
         .await;
     assert_eq!(s, StatusCode::PARTIAL_CONTENT);
-    assert_eq!(h["content-range"], format!("bytes 100-1099/{}", merged.len()).as_str());
+    assert_eq!(
+        h["content-range"],
+        format!("bytes 100-1099/{}", merged.len()).as_str()
+    );
     assert_eq!(part, merged[100..1100]);
-    let (s, h, body) = env.get("/api/v1/interactions/1/segments?leg=merged", None).await;
-    assert_eq!((s, &h["x-recording-leg"]), (StatusCode::OK, &"merged".parse().unwrap()));
+    let (s, h, body) = env
+        .get("/api/v1/interactions/1/segments?leg=merged", None)
+        .await;
+    assert_eq!(
+        (s, &h["x-recording-leg"]),
+        (StatusCode::OK, &"merged".parse().unwrap())
+    );
     let segs: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(segs["leg"], "merged");
     assert!(!segs["segments"].as_array().unwrap().is_empty(), "{segs}");
     // The legs stay playable on their own.
-    let (s, h, _) = env.get("/api/v1/interactions/1/media?leg=paired", None).await;
-    assert_eq!((s, &h["x-recording-leg"]), (StatusCode::OK, &"paired".parse().unwrap()));
+    let (s, h, _) = env
+        .get("/api/v1/interactions/1/media?leg=paired", None)
+        .await;
+    assert_eq!(
+        (s, &h["x-recording-leg"]),
+        (StatusCode::OK, &"paired".parse().unwrap())
+    );
 
     // The late joiner's recording: 1.5 s .. 3.5 s of the merged call.
     let (s, _, cut) = env
-        .get("/api/v1/interactions/1/media?leg=merged&participant=pb&download=true", None)
+        .get(
+            "/api/v1/interactions/1/media?leg=merged&participant=pb&download=true",
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&cut));
     opusinfo_clean(&cut);
     let dc = duration_48k(&cut);
-    assert!(dc.abs_diff(96_000) <= 960, "cut lasts {dc} samples, not 2 s");
+    assert!(
+        dc.abs_diff(96_000) <= 960,
+        "cut lasts {dc} samples, not 2 s"
+    );
     let (s, h, part) = env
-        .get("/api/v1/interactions/1/media?leg=merged&participant=pb", Some("bytes=-500"))
+        .get(
+            "/api/v1/interactions/1/media?leg=merged&participant=pb",
+            Some("bytes=-500"),
+        )
         .await;
     assert_eq!(s, StatusCode::PARTIAL_CONTENT);
     assert_eq!(
@@ -364,13 +420,19 @@ async fn two_stored_legs_merge_serve_cut_and_go_with_retention() {
     assert_eq!(part, cut[cut.len() - 500..]);
     // On the primary leg too (its own time 0).
     let (s, _, cut_p) = env
-        .get("/api/v1/interactions/1/media?leg=primary&participant=pb", None)
+        .get(
+            "/api/v1/interactions/1/media?leg=primary&participant=pb",
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     assert!(duration_48k(&cut_p).abs_diff(96_000) <= 960);
     // Without join/leave times: the whole recording. Unknown: 404.
     let (s, _, whole) = env
-        .get("/api/v1/interactions/1/media?leg=merged&participant=pc", None)
+        .get(
+            "/api/v1/interactions/1/media?leg=merged&participant=pc",
+            None,
+        )
         .await;
     assert_eq!((s, whole.len()), (StatusCode::OK, merged.len()));
     let (s, _, _) = env
@@ -394,7 +456,8 @@ async fn two_stored_legs_merge_serve_cut_and_go_with_retention() {
         audit
             .items
             .iter()
-            .any(|e| e.description == "merged leg, participant pb: 1.500 s to 3.500 s of the recording"),
+            .any(|e| e.description
+                == "merged leg, participant pb: 1.500 s to 3.500 s of the recording"),
         "{:?}",
         audit.items
     );
@@ -405,7 +468,14 @@ async fn two_stored_legs_merge_serve_cut_and_go_with_retention() {
         upn: "admin@contoso.example".into(),
     };
     env.store
-        .request_deletion(1, DeletionScope::MediaOnly, "dpo", "test", &admin, &Scope::All)
+        .request_deletion(
+            1,
+            DeletionScope::MediaOnly,
+            "dpo",
+            "test",
+            &admin,
+            &Scope::All,
+        )
         .unwrap();
     let ret = crate::retention::Retention::new(
         env.store.clone(),
@@ -424,14 +494,29 @@ async fn two_stored_legs_merge_serve_cut_and_go_with_retention() {
 async fn a_paired_leg_of_another_call_is_refused_and_the_primary_served() {
     let env = Env::new(99).await;
     let r = env.merger(env.storages.clone()).round().await.unwrap();
-    assert_eq!(r, MergeReport { merged: 0, failed: 1, waiting: 0 });
+    assert_eq!(
+        r,
+        MergeReport {
+            merged: 0,
+            failed: 1,
+            waiting: 0
+        }
+    );
     let d = env.detail();
     assert_eq!(d["merge"]["state"], "failed");
     let why = d["merge"]["error"].as_str().unwrap();
-    assert!(why.contains("not the same call") || why.contains("aligned"), "{why}");
+    assert!(
+        why.contains("not the same call") || why.contains("aligned"),
+        "{why}"
+    );
     assert_eq!(d["playableLegs"], json!(["primary", "paired"]));
-    let (s, h, _) = env.get("/api/v1/interactions/1/media?leg=merged", None).await;
-    assert_eq!((s, &h["x-recording-leg"]), (StatusCode::OK, &"primary".parse().unwrap()));
+    let (s, h, _) = env
+        .get("/api/v1/interactions/1/media?leg=merged", None)
+        .await;
+    assert_eq!(
+        (s, &h["x-recording-leg"]),
+        (StatusCode::OK, &"primary".parse().unwrap())
+    );
     // Not retried.
     let r = env.merger(env.storages.clone()).round().await.unwrap();
     assert_eq!(r, MergeReport::default());
@@ -457,11 +542,21 @@ async fn a_storage_outage_leaves_the_merge_pending() {
     let mut down = Storages::default();
     down.insert(mem.clone());
     let r = env.merger(down.clone()).round().await.unwrap();
-    assert_eq!(r, MergeReport { merged: 0, failed: 0, waiting: 1 });
+    assert_eq!(
+        r,
+        MergeReport {
+            merged: 0,
+            failed: 0,
+            waiting: 1
+        }
+    );
     assert_eq!(env.detail()["merge"]["state"], "pending");
     mem.set_down(false);
     let r = env.merger(down).round().await.unwrap();
     assert_eq!(r.merged, 1);
-    assert!(mem.keys().iter().any(|k| k == "2026/11/26/rec-p/merged/mixed.ogg"));
+    assert!(mem
+        .keys()
+        .iter()
+        .any(|k| k == "2026/11/26/rec-p/merged/mixed.ogg"));
     assert_eq!(env.detail()["merge"]["state"], "done");
 }

@@ -525,8 +525,7 @@ fn recompute(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
         legs.iter()
             .any(|(r, l)| *r == role && l.media_status == MediaStatus::Available)
     };
-    if status != MediaStatus::Deleted && available(BotRole::Primary) && available(BotRole::Paired)
-    {
+    if status != MediaStatus::Deleted && available(BotRole::Primary) && available(BotRole::Paired) {
         exec(
             tx,
             "UPDATE interactions SET merge_state = 'pending' WHERE id = ? AND merge_state = ''",
