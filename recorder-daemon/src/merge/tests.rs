@@ -321,7 +321,9 @@ async fn two_stored_legs_merge_serve_cut_and_go_with_retention() {
         (StatusCode::OK, &"primary".parse().unwrap())
     );
 
+    let t0 = std::time::Instant::now();
     let r = env.merger(env.storages.clone()).round().await.unwrap();
+    eprintln!("merge round: {:?}", t0.elapsed());
     assert_eq!(
         r,
         MergeReport {
@@ -393,6 +395,7 @@ async fn two_stored_legs_merge_serve_cut_and_go_with_retention() {
     );
 
     // The late joiner's recording: 1.5 s .. 3.5 s of the merged call.
+    let t0 = std::time::Instant::now();
     let (s, _, cut) = env
         .get(
             "/api/v1/interactions/1/media?leg=merged&participant=pb&download=true",
@@ -400,6 +403,7 @@ async fn two_stored_legs_merge_serve_cut_and_go_with_retention() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&cut));
+    eprintln!("participant cut request: {:?}", t0.elapsed());
     opusinfo_clean(&cut);
     let dc = duration_48k(&cut);
     assert!(

@@ -1549,4 +1549,49 @@ mod tests {
         assert_eq!(s.search(&q, &Scope::All).unwrap().total, 1);
         assert!(s.get(1, &Scope::All).unwrap().unwrap().legs.len() == 2);
     }
+
+    #[test]
+    fn the_merge_is_queued_once_both_legs_are_stored_and_recorded_once() {
+        let s = SqliteStore::in_memory().unwrap();
+        let stored = |rec: &str, role: &str| {
+            let mut l = leg(rec, role);
+            l.media_status = MediaStatus::Available;
+            l.media_path = Some(format!("2026/01/01/{rec}"));
+            l
+        };
+        let state = |s: &SqliteStore| s.get(1, &Scope::All).unwrap().unwrap().merge.state;
+        s.upsert_leg(&stored("a", "primary")).unwrap();
+        s.upsert_leg(&leg("b", "paired")).unwrap();
+        assert_eq!(state(&s), MergeState::None, "one leg stored");
+        assert!(s.merge_pending(0, 10).unwrap().is_empty());
+        s.upsert_leg(&stored("b", "paired")).unwrap();
+        assert_eq!(state(&s), MergeState::Pending);
+        assert_eq!(s.merge_pending(0, 10).unwrap(), vec![1]);
+        assert!(s.merge_pending(1, 10).unwrap().is_empty());
+        let failed = MergeOutcome::Failed {
+            error: "not the same call".into(),
+        };
+        assert!(s.merge_finish(1, &failed).unwrap());
+        // Recorded once; a later leg update does not queue it again.
+        assert!(!s.merge_finish(1, &failed).unwrap());
+        s.upsert_leg(&stored("b", "paired")).unwrap();
+        let d = s.get(1, &Scope::All).unwrap().unwrap();
+        assert_eq!(
+            (d.merge.state, d.merge.error.as_str()),
+            (MergeState::Failed, "not the same call")
+        );
+        assert_eq!(d.playable_legs, vec!["primary", "paired"]);
+        assert!(s.merge_pending(0, 10).unwrap().is_empty());
+        // The query the merge task runs is an index lookup, not a scan.
+        let conn = s.lock().unwrap();
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT id FROM interactions WHERE merge_state = 'pending' \
+                 AND id > 0 AND media_status != 'Deleted' ORDER BY id LIMIT 64",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("interactions_merge_pending"), "{plan}");
+    }
 }
