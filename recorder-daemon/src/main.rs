@@ -3,7 +3,8 @@
 //! trail's hash chain; `verify` checks recording directories written by bot-host; `upload
 //! --once` empties the spools once (`serve` runs the uploader continuously); `retention
 //! run-once` runs one retention cycle, which `serve` also runs on its schedule
-//! (docs/retention.md).
+//! (docs/retention.md); `merge --once` merges the stored legs of Pro calls once, which `serve`
+//! also does continuously (docs/storage.md, "Merged recordings").
 
 mod alarms;
 mod api;
@@ -13,8 +14,6 @@ mod bench;
 mod bench_azure;
 mod config;
 mod media;
-// Wired to the uploader when it lands (issue 6).
-#[allow(dead_code)]
 mod merge;
 mod model;
 mod rbac;
@@ -115,6 +114,18 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Merge the stored legs of Pro calls (what `serve` does continuously).
+    Merge {
+        /// One round, then exit (non-zero when merges remain pending).
+        #[arg(long)]
+        once: bool,
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the configuration).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// The retention cycle.
     Retention {
         #[command(subcommand)]
@@ -188,6 +199,11 @@ fn main() -> ExitCode {
             config,
             data_dir,
         } => Config::load(config.as_deref(), data_dir).and_then(|c| upload_cmd(c, once)),
+        Command::Merge {
+            once,
+            config,
+            data_dir,
+        } => Config::load(config.as_deref(), data_dir).and_then(|c| merge_cmd(c, once)),
         Command::Retention {
             command:
                 RetentionCommand::RunOnce {
@@ -405,6 +421,33 @@ fn upload_cmd(cfg: Config, once: bool) -> Result<()> {
     })
 }
 
+fn merger(cfg: &Config, store: Arc<dyn Store>, storages: Storages) -> Arc<merge::Merger> {
+    Arc::new(merge::Merger::new(
+        store,
+        storages,
+        cfg.data_dir.join("merge-scratch"),
+    ))
+}
+
+fn merge_cmd(cfg: Config, once: bool) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
+        let (storages, _) = open_storages(&cfg)?;
+        let m = merger(&cfg, store, storages);
+        if !once {
+            tokio::select! { _ = m.spawn(merge::MERGE_INTERVAL) => {}, _ = shutdown() => {} }
+            return Ok(());
+        }
+        let r = m.round().await?;
+        println!("{}", serde_json::to_string(&r)?);
+        anyhow::ensure!(r.waiting == 0, "merges remain pending");
+        Ok(())
+    })
+}
+
 fn retention_run_once(cfg: Config, now: Option<String>) -> Result<()> {
     let now = match now {
         Some(n) => chrono::DateTime::parse_from_rfc3339(&n)
@@ -483,6 +526,7 @@ fn serve(cfg: Config) -> Result<()> {
             paired,
             health.clone(),
         )?;
+        let merging = merger(&cfg, store.clone(), storages.clone()).spawn(merge::MERGE_INTERVAL);
         let state = state(
             &cfg,
             cfg.public_url.clone().unwrap_or_else(|| url.clone()),
@@ -510,6 +554,7 @@ fn serve(cfg: Config) -> Result<()> {
             .with_graceful_shutdown(shutdown())
             .await?;
         uploading.abort();
+        merging.abort();
         Ok(())
     })
 }

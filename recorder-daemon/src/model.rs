@@ -439,6 +439,72 @@ pub struct InteractionSummary {
     pub notes: Vec<String>,
 }
 
+string_enum!(
+    /// Where the stored merge of a Pro call's two legs stands (docs/storage.md, "Merged
+    /// recordings").
+    MergeState {
+        /// Not a call with two stored legs (yet).
+        None = "",
+        /// Both legs are Available; the merge task has not stored the merge yet.
+        Pending = "pending",
+        /// The merged recording is stored.
+        Done = "done",
+        /// The legs could not be merged (not the same call, not alignable, a leg that does
+        /// not verify): `error` says why; both legs stay playable on their own.
+        Failed = "failed",
+    }
+);
+
+/// The merge of an interaction's legs, as the detail shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MergeInfo {
+    /// Where it stands.
+    pub state: MergeState,
+    /// Why it failed (`failed` only), else empty.
+    pub error: String,
+    /// When the merged recording was stored (`done` only).
+    pub merged_at: Option<String>,
+    /// Its media path (`<primary leg's media path>/merged`, `done` only).
+    pub media_path: Option<String>,
+    /// The storage holding it (the primary leg's, `done` only).
+    pub storage: Option<String>,
+}
+
+impl Default for MergeInfo {
+    fn default() -> Self {
+        MergeInfo {
+            state: MergeState::None,
+            error: String::new(),
+            merged_at: None,
+            media_path: None,
+            storage: None,
+        }
+    }
+}
+
+/// The recordings of an interaction a player can offer (`?leg=` values): `merged` when the
+/// merged recording is stored, then each leg whose media is stored. Empty once the media is
+/// deleted. Every store computes the detail's `playableLegs` with this function.
+pub fn playable_legs(media_status: &str, legs: &[Leg], merge: &MergeInfo) -> Vec<&'static str> {
+    if media_status == MediaStatus::Deleted.as_str() {
+        return Vec::new();
+    }
+    let mut v = Vec::new();
+    if merge.state == MergeState::Done && merge.media_path.is_some() {
+        v.push("merged");
+    }
+    for (role, name) in [(BotRole::Primary, "primary"), (BotRole::Paired, "paired")] {
+        if legs
+            .iter()
+            .any(|l| l.bot_role == role && l.media_path.is_some())
+        {
+            v.push(name);
+        }
+    }
+    v
+}
+
 /// An interaction with everything the store knows.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -454,4 +520,8 @@ pub struct InteractionDetail {
     pub tag_details: Vec<Tag>,
     /// Notes, oldest first.
     pub note_details: Vec<Note>,
+    /// The merge of the two legs (Pro).
+    pub merge: MergeInfo,
+    /// What `GET .../media?leg=` can serve, best first ([`playable_legs`]).
+    pub playable_legs: Vec<&'static str>,
 }

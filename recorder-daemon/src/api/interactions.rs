@@ -14,7 +14,7 @@ use super::params::{pairs, search_query};
 use super::{parse_id, ApiJson, AppError, AppState, Caller};
 use crate::auth::INGEST_ROLE;
 use crate::media::{parse_range, LegChoice, RangeReq, MIXED_FILE};
-use crate::model::{BotRole, LegUpdate, MediaStatus};
+use crate::model::{BotRole, LegUpdate, MediaStatus, MergeState};
 use crate::rbac::Permission;
 use crate::storage::{Storage, StorageError};
 
@@ -363,15 +363,34 @@ pub async fn request_deletion(
     Ok((StatusCode::ACCEPTED, Json(r)).into_response())
 }
 
-/// The storage and key of the file `name` of the chosen leg's recording, for a caller who may
-/// see the call. The leg's `storage` names the storage (empty: `local`).
-async fn leg_file(
+/// The recording a media or segments request is served from.
+struct Served {
+    /// Its storage.
+    storage: Arc<dyn Storage>,
+    /// Its media path (directory of `mixed.ogg`, `segments.json`, `meta.json`).
+    dir: String,
+    /// What is served: `merged`, `primary` or `paired` (`X-Recording-Leg`).
+    leg: &'static str,
+    /// The roster of the served recording (the primary leg's for the merge).
+    participants: Vec<crate::model::Participant>,
+}
+
+impl Served {
+    fn key(&self, name: &str) -> String {
+        format!("{}/{name}", self.dir.trim_end_matches('/'))
+    }
+}
+
+/// The recording of the chosen leg, for a caller who may see the call. `merged` is the stored
+/// merge when there is one, else the primary leg's recording, else the paired leg's (the
+/// response's `X-Recording-Leg` says which). The leg's `storage` names the storage (empty:
+/// `local`).
+async fn served_recording(
     state: &AppState,
     caller: &Caller,
     id: i64,
     leg: LegChoice,
-    name: &str,
-) -> Result<(Arc<dyn Storage>, String), AppError> {
+) -> Result<Served, AppError> {
     caller.require_calls()?;
     let scope = caller.scope(state).await?;
     let d = state
@@ -381,28 +400,50 @@ async fn leg_file(
     if d.summary.media_status == MediaStatus::Deleted.as_str() {
         return Err(AppError::new(StatusCode::GONE, "the media was deleted"));
     }
-    let find = |r: BotRole| d.legs.iter().find(|l| l.bot_role == r);
+    let find = |r: BotRole| {
+        d.legs
+            .iter()
+            .find(|l| l.bot_role == r && l.media_path.is_some())
+    };
+    let storage_of = |name: &str| {
+        let name = if name.is_empty() { "local" } else { name };
+        state.storages.get(name).cloned().ok_or_else(|| {
+            eprintln!("recorder-daemon: interaction {id}: storage {name:?} is not configured");
+            AppError::not_found("recording file not found")
+        })
+    };
+    let primary_participants = d
+        .legs
+        .iter()
+        .find(|l| l.bot_role == BotRole::Primary)
+        .or(d.legs.first())
+        .map(|l| l.metadata.participants.clone())
+        .unwrap_or_default();
+    if leg == LegChoice::Merged && d.merge.state == MergeState::Done {
+        if let Some(path) = &d.merge.media_path {
+            return Ok(Served {
+                storage: storage_of(d.merge.storage.as_deref().unwrap_or(""))?,
+                dir: path.clone(),
+                leg: "merged",
+                participants: primary_participants,
+            });
+        }
+    }
     let chosen = match leg {
         LegChoice::Primary => find(BotRole::Primary),
         LegChoice::Paired => find(BotRole::Paired),
-        LegChoice::Merged => find(BotRole::Primary)
-            .filter(|l| l.media_path.is_some())
-            .or(find(BotRole::Paired)),
-    };
-    let chosen = chosen
-        .filter(|l| l.media_path.is_some())
-        .ok_or_else(|| AppError::not_found("no media stored for this leg yet"))?;
-    let rel = chosen.media_path.clone().unwrap_or_default();
-    let storage_name = match chosen.metadata.storage.as_str() {
-        "" => "local",
-        s => s,
-    };
-    let storage = state.storages.get(storage_name).cloned().ok_or_else(|| {
-        eprintln!("recorder-daemon: interaction {id}: storage {storage_name:?} is not configured");
-        AppError::not_found(format!("{name} not found"))
-    })?;
-    let key = format!("{}/{name}", rel.trim_end_matches('/'));
-    Ok((storage, key))
+        LegChoice::Merged => find(BotRole::Primary).or(find(BotRole::Paired)),
+    }
+    .ok_or_else(|| AppError::not_found("no media stored for this leg yet"))?;
+    Ok(Served {
+        storage: storage_of(&chosen.metadata.storage)?,
+        dir: chosen.media_path.clone().unwrap_or_default(),
+        leg: match chosen.bot_role {
+            BotRole::Primary => "primary",
+            BotRole::Paired => "paired",
+        },
+        participants: chosen.metadata.participants.clone(),
+    })
 }
 
 /// Maps a storage failure of a download: missing or refused keys are a 404 (logged), a storage
@@ -464,28 +505,9 @@ pub async fn segments(
     let id = parse_id(&id)?;
     let (leg, _) = leg_param(raw.as_deref(), &[])?;
     caller.require(Permission::Play)?;
-    let (storage, key) = leg_file(&state, &caller, id, leg, "segments.json").await?;
-    let size = storage
-        .head(&key)
-        .await
-        .map_err(|e| storage_error(id, e))?
-        .ok_or_else(|| AppError::not_found("segments.json not found"))?
-        .size;
-    if size > MAX_SEGMENTS_FILE {
-        return Err(AppError::internal(format!("{key}: too large")));
-    }
-    let mut stream = storage
-        .get(&key, None)
-        .await
-        .map_err(|e| storage_error(id, e))?;
-    let mut bytes = Vec::with_capacity(size as usize);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| AppError::internal(format!("{key}: {e}")))?;
-        if (bytes.len() + chunk.len()) as u64 > MAX_SEGMENTS_FILE {
-            return Err(AppError::internal(format!("{key}: too large")));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+    let served = served_recording(&state, &caller, id, leg).await?;
+    let key = served.key("segments.json");
+    let bytes = read_small(id, &served.storage, &key, MAX_SEGMENTS_FILE).await?;
     let segs: Vec<SpeechSegment> =
         serde_json::from_slice(&bytes).map_err(|e| AppError::internal(format!("{key}: {e}")))?;
     state
@@ -493,13 +515,125 @@ pub async fn segments(
             "view",
             "interaction",
             id.to_string(),
-            format!("segments of the {leg:?} leg"),
+            format!("segments of the {} leg", served.leg),
         ))
         .await?;
-    Ok(Json(serde_json::json!({ "interactionId": id, "segments": segs })).into_response())
+    let mut r =
+        Json(serde_json::json!({ "interactionId": id, "leg": served.leg, "segments": segs }))
+            .into_response();
+    r.headers_mut()
+        .insert(LEG_HEADER, header::HeaderValue::from_static(served.leg));
+    Ok(r)
 }
 
-/// `GET /api/v1/interactions/{id}/media?leg=merged|primary|paired&download=true|false`.
+/// The response header naming the recording served: `merged`, `primary` or `paired` (a
+/// `?leg=merged` request answered with a leg's recording while no merge is stored says so).
+pub const LEG_HEADER: &str = "x-recording-leg";
+
+/// Largest `mixed.ogg` cut for `?participant=`: the cut happens in memory, and a call's mix is
+/// far smaller (Opus at 32 kbit/s: about 14 MB an hour).
+pub const MAX_CUT_SOURCE: u64 = 512 << 20;
+
+/// Reads a small file of a recording whole (`segments.json`, `meta.json`).
+async fn read_small(
+    id: i64,
+    storage: &Arc<dyn Storage>,
+    key: &str,
+    max: u64,
+) -> Result<Vec<u8>, AppError> {
+    let size = storage
+        .head(key)
+        .await
+        .map_err(|e| storage_error(id, e))?
+        .ok_or_else(|| {
+            eprintln!("recorder-daemon: interaction {id}: {key} missing from its storage");
+            AppError::not_found("recording file not found")
+        })?
+        .size;
+    if size > max {
+        return Err(AppError::internal(format!("{key}: too large")));
+    }
+    let mut stream = storage
+        .get(key, None)
+        .await
+        .map_err(|e| storage_error(id, e))?;
+    let mut bytes = Vec::with_capacity(size as usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| AppError::internal(format!("{key}: {e}")))?;
+        if (bytes.len() + chunk.len()) as u64 > max {
+            return Err(AppError::internal(format!("{key}: too large")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// A participant's window on the recording's time line, 48 kHz samples from its time 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Window {
+    start_48k: u64,
+    end_48k: u64,
+}
+
+/// The window of `p` on a recording whose time 0 is `origin` (`meta.json` `started_at`):
+/// join to leave, a missing end open. `None`: the participant has neither time (the whole
+/// recording). `Err`: the window lies before the recording.
+fn participant_window(
+    p: &crate::model::Participant,
+    origin: chrono::DateTime<chrono::Utc>,
+) -> Option<Result<Window, String>> {
+    if p.join_time.is_none() && p.leave_time.is_none() {
+        return None;
+    }
+    let rel = |t: chrono::DateTime<chrono::Utc>| {
+        (t - origin)
+            .num_microseconds()
+            .unwrap_or(if t > origin { i64::MAX } else { i64::MIN })
+    };
+    let to_48k = |us: i64| (us.max(0) as u64).saturating_mul(48) / 1000;
+    let start = p.join_time.map_or(0, |t| to_48k(rel(t)));
+    let end = match p.leave_time {
+        Some(t) if rel(t) <= 0 => {
+            return Some(Err("the participant left before the recording began".into()))
+        }
+        Some(t) => to_48k(rel(t)),
+        None => u64::MAX,
+    };
+    if end <= start {
+        return Some(Err(
+            "the participant's leave time is not after their join time".into(),
+        ));
+    }
+    Some(Ok(Window {
+        start_48k: start,
+        end_48k: end,
+    }))
+}
+
+/// The status and byte span of a request for `len` bytes; `None`: unsatisfiable (416).
+fn byte_span(headers: &HeaderMap, len: u64) -> Option<(StatusCode, u64, u64)> {
+    match parse_range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        len,
+    ) {
+        RangeReq::Full => Some((StatusCode::OK, 0, len.saturating_sub(1))),
+        RangeReq::Partial { start, end } => Some((StatusCode::PARTIAL_CONTENT, start, end)),
+        RangeReq::Unsatisfiable => None,
+    }
+}
+
+/// 416 with `Content-Range: bytes */len`.
+fn unsatisfiable(len: u64) -> Response {
+    let mut r =
+        AppError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable").into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&format!("bytes */{len}")) {
+        r.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    r
+}
+
+/// `GET /api/v1/interactions/{id}/media?leg=merged|primary|paired&download=true|false
+/// &participant=<participantId>`.
 pub async fn media(
     State(state): State<AppState>,
     caller: Caller,
@@ -508,9 +642,19 @@ pub async fn media(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let id = parse_id(&id)?;
-    let (leg, rest) = leg_param(raw.as_deref(), &["download"])?;
+    let (leg, rest) = leg_param(raw.as_deref(), &["download", "participant"])?;
     let mut download = false;
-    for (_, v) in rest {
+    let mut participant = None;
+    for (k, v) in rest {
+        if k == "participant" {
+            if v.is_empty() || v.len() > 512 {
+                return Err(AppError::bad_request(
+                    "participant must be 1..512 characters",
+                ));
+            }
+            participant = Some(v);
+            continue;
+        }
         download = match v.as_str() {
             "true" => true,
             "false" => false,
@@ -522,31 +666,83 @@ pub async fn media(
     } else {
         Permission::Play
     })?;
-    let (storage, key) = leg_file(&state, &caller, id, leg, MIXED_FILE).await?;
-    let len = storage
-        .head(&key)
-        .await
-        .map_err(|e| storage_error(id, e))?
-        .ok_or_else(|| {
-            eprintln!("recorder-daemon: interaction {id}: {key} missing from its storage");
-            AppError::not_found("recording file not found")
-        })?
-        .size;
-    let range = parse_range(
-        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
-        len,
-    );
-    let (status, start, end) = match range {
-        RangeReq::Full => (StatusCode::OK, 0, len.saturating_sub(1)),
-        RangeReq::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end),
-        RangeReq::Unsatisfiable => {
-            let mut r = AppError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
-                .into_response();
-            if let Ok(v) = header::HeaderValue::from_str(&format!("bytes */{len}")) {
-                r.headers_mut().insert(header::CONTENT_RANGE, v);
+    let served = served_recording(&state, &caller, id, leg).await?;
+    let key = served.key(MIXED_FILE);
+    let len = storage_len(id, &served.storage, &key).await?;
+
+    let mut window = None;
+    if let Some(pid) = &participant {
+        let p = served
+            .participants
+            .iter()
+            .find(|p| &p.participant_id == pid)
+            .ok_or_else(|| {
+                AppError::not_found(format!("participant {pid} is not in this recording"))
+            })?;
+        let meta = read_small(id, &served.storage, &served.key("meta.json"), 16 << 20).await?;
+        let meta: serde_json::Value = serde_json::from_slice(&meta)
+            .map_err(|e| AppError::internal(format!("meta.json of interaction {id}: {e}")))?;
+        let origin = meta["started_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .ok_or_else(|| {
+                AppError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "the recording has no time origin (meta.json started_at)",
+                )
+            })?;
+        window = match participant_window(p, origin) {
+            None => None,
+            Some(Ok(w)) => Some(w),
+            Some(Err(why)) => return Err(AppError::new(StatusCode::UNPROCESSABLE_ENTITY, why)),
+        };
+    }
+
+    let what = match (&participant, window) {
+        (Some(pid), Some(w)) => format!(
+            "{} leg, participant {pid}: {:.3} s to {} of the recording",
+            served.leg,
+            w.start_48k as f64 / 48_000.0,
+            if w.end_48k == u64::MAX {
+                "the end".to_string()
+            } else {
+                format!("{:.3} s", w.end_48k as f64 / 48_000.0)
             }
-            return Ok(r);
+        ),
+        (Some(pid), None) => format!("{} leg, participant {pid}: whole recording", served.leg),
+        (None, _) => format!("{} leg", served.leg),
+    };
+    let (body_len, cut) = match window {
+        None => (len, None),
+        Some(w) => {
+            if len > MAX_CUT_SOURCE {
+                return Err(AppError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "the recording is {len} bytes; a participant's cut is made of recordings \
+                         up to {MAX_CUT_SOURCE} bytes"
+                    ),
+                ));
+            }
+            let bytes = read_small(id, &served.storage, &key, MAX_CUT_SOURCE).await?;
+            let c = tokio::task::spawn_blocking(move || {
+                media_core::window::cut(&bytes, w.start_48k, w.end_48k)
+            })
+            .await
+            .map_err(|e| AppError::internal(e.to_string()))?
+            .map_err(|e| AppError::internal(format!("cutting interaction {id}: {e}")))?;
+            if c.samples_48k == 0 {
+                return Err(AppError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "the participant joined after the recording ended",
+                ));
+            }
+            (c.ogg.len() as u64, Some(bytes::Bytes::from(c.ogg)))
         }
+    };
+    let Some((status, start, end)) = byte_span(&headers, body_len) else {
+        return Ok(unsatisfiable(body_len));
     };
     // A seeking player sends many range requests; the first one is the play/download.
     if start == 0 {
@@ -555,37 +751,65 @@ pub async fn media(
                 if download { "download" } else { "play" },
                 "interaction",
                 id.to_string(),
-                format!("{leg:?} leg"),
+                what,
             ))
             .await?;
     }
-    let count = if len == 0 { 0 } else { end - start + 1 };
-    let body = if count == 0 {
-        Body::empty()
-    } else {
+    let count = if body_len == 0 { 0 } else { end - start + 1 };
+    let body = match cut {
+        _ if count == 0 => Body::empty(),
+        Some(b) => Body::from(b.slice(start as usize..end as usize + 1)),
         // Streamed from the storage, never read whole.
-        Body::from_stream(
-            storage
+        None => Body::from_stream(
+            served
+                .storage
                 .get(&key, Some(start..end + 1))
                 .await
                 .map_err(|e| storage_error(id, e))?,
-        )
+        ),
+    };
+    let suffix = match &participant {
+        Some(pid) => format!(
+            "-participant-{}",
+            pid.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .take(64)
+                .collect::<String>()
+        ),
+        None => String::new(),
     };
     let mut b = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "audio/ogg")
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_LENGTH, count)
+        .header(LEG_HEADER, served.leg)
         .header(
             header::CONTENT_DISPOSITION,
             format!(
-                "{}; filename=\"interaction-{id}-{}.ogg\"",
+                "{}; filename=\"interaction-{id}-{}{suffix}.ogg\"",
                 if download { "attachment" } else { "inline" },
-                format!("{leg:?}").to_lowercase()
+                served.leg
             ),
         );
     if status == StatusCode::PARTIAL_CONTENT {
-        b = b.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
+        b = b.header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{end}/{body_len}"),
+        );
     }
     b.body(body).map_err(|e| AppError::internal(e.to_string()))
+}
+
+/// Size of `key`, 404 when the storage lacks it.
+async fn storage_len(id: i64, storage: &Arc<dyn Storage>, key: &str) -> Result<u64, AppError> {
+    Ok(storage
+        .head(key)
+        .await
+        .map_err(|e| storage_error(id, e))?
+        .ok_or_else(|| {
+            eprintln!("recorder-daemon: interaction {id}: {key} missing from its storage");
+            AppError::not_found("recording file not found")
+        })?
+        .size)
 }

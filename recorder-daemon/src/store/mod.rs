@@ -396,6 +396,25 @@ pub struct NoteRef {
     pub created_at: String,
 }
 
+/// The outcome of a leg merge, recorded by [`Store::merge_finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// The merged recording is stored.
+    Done {
+        /// The storage holding it.
+        storage: String,
+        /// Its media path.
+        media_path: String,
+        /// When it was stored.
+        at: DateTime<Utc>,
+    },
+    /// The legs cannot be merged; not retried.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
 /// The metadata store.
 pub trait Store: Send + Sync {
     /// Creates or updates the leg `leg.recording_id`, attaching it to its interaction.
@@ -480,6 +499,15 @@ pub trait Store: Send + Sync {
         change: RetentionChange,
         audit: &NewAudit,
     ) -> StoreResult<AuditEntry>;
+
+    /// Interactions whose leg merge is pending (both legs Available, media not deleted), ids
+    /// above `after` in ascending order, at most `limit`. The store sets `pending` itself when
+    /// an update makes both legs of an interaction Available and no merge was recorded yet.
+    fn merge_pending(&self, after: i64, limit: u32) -> StoreResult<Vec<i64>>;
+    /// Records the outcome of the merge of a pending interaction. `Ok(false)`: nothing was
+    /// recorded, because the interaction is gone, its media was deleted meanwhile or its merge
+    /// is no longer pending (the caller then removes what it stored).
+    fn merge_finish(&self, id: i64, outcome: &MergeOutcome) -> StoreResult<bool>;
 
     /// Every access profile.
     fn access_profiles(&self) -> StoreResult<Vec<AccessProfile>>;

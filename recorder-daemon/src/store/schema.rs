@@ -240,6 +240,24 @@ INSERT INTO legal_hold_events (oid, hold_on, at, by)
     SELECT oid, 1, '1970-01-01T00:00:00.000Z', 'migration' FROM users WHERE legal_hold = 1;
 CREATE INDEX interactions_expiration ON interactions(expiration);
 "#,
+    // The stored merge of a Pro call's two legs (docs/storage.md, "Merged recordings"):
+    // '' (not applicable or not yet), 'pending' (both legs Available), 'done', 'failed'. The
+    // merge task finds its work through the partial index, never by scanning every call.
+    // Calls whose legs were both stored before this migration are queued too.
+    r#"
+ALTER TABLE interactions ADD COLUMN merge_state TEXT NOT NULL DEFAULT '';
+ALTER TABLE interactions ADD COLUMN merged_path TEXT;
+ALTER TABLE interactions ADD COLUMN merged_storage TEXT;
+ALTER TABLE interactions ADD COLUMN merged_at TEXT;
+ALTER TABLE interactions ADD COLUMN merge_error TEXT NOT NULL DEFAULT '';
+CREATE INDEX interactions_merge_pending ON interactions(id) WHERE merge_state = 'pending';
+UPDATE interactions SET merge_state = 'pending'
+    WHERE media_status != 'Deleted'
+      AND EXISTS (SELECT 1 FROM legs l WHERE l.interaction_id = interactions.id
+                  AND l.bot_role = 'primary' AND l.media_status = 'Available')
+      AND EXISTS (SELECT 1 FROM legs l WHERE l.interaction_id = interactions.id
+                  AND l.bot_role = 'paired' AND l.media_status = 'Available');
+"#,
 ];
 
 /// Applies the migrations not yet applied, each in its own transaction.

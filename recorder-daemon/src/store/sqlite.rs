@@ -12,7 +12,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transact
 use super::retention;
 use super::*;
 use crate::audit::GENESIS;
-use crate::model::{fmt_time, BotRole, Leg, Party};
+use crate::model::{fmt_time, playable_legs, BotRole, Leg, MergeInfo, MergeState, Party};
 
 /// API sort names and their SQL columns; nothing else reaches `ORDER BY`.
 pub const SORT_COLUMNS: &[(&str, &str)] = &[
@@ -519,6 +519,19 @@ fn recompute(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
             id
         ],
     )?;
+    // Both legs stored: queue the merge once (a later metadata update of a leg changes
+    // nothing; a failed merge stays failed until an operator requeues it).
+    let available = |role: BotRole| {
+        legs.iter()
+            .any(|(r, l)| *r == role && l.media_status == MediaStatus::Available)
+    };
+    if status != MediaStatus::Deleted && available(BotRole::Primary) && available(BotRole::Paired) {
+        exec(
+            tx,
+            "UPDATE interactions SET merge_state = 'pending' WHERE id = ? AND merge_state = ''",
+            [id],
+        )?;
+    }
     exec(tx, "DELETE FROM party_trgm WHERE rowid = ?", [id])?;
     exec(
         tx,
@@ -867,12 +880,30 @@ impl Store for SqliteStore {
             )?
             .query_map([id], note_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
+        let merge = conn.query_row(
+            "SELECT merge_state, merge_error, merged_at, merged_path, merged_storage \
+             FROM interactions WHERE id = ?",
+            [id],
+            |r| {
+                let state: String = r.get(0)?;
+                Ok(MergeInfo {
+                    state: MergeState::parse(&state).unwrap_or(MergeState::None),
+                    error: r.get(1)?,
+                    merged_at: r.get(2)?,
+                    media_path: r.get(3)?,
+                    storage: r.get(4)?,
+                })
+            },
+        )?;
+        let playable_legs = playable_legs(&summary.media_status, &legs, &merge);
         Ok(Some(InteractionDetail {
             summary,
             legs,
             participant_details,
             tag_details,
             note_details,
+            merge,
+            playable_legs,
         }))
     }
 
@@ -1213,6 +1244,42 @@ impl Store for SqliteStore {
         Ok(entry)
     }
 
+    fn merge_pending(&self, after: i64, limit: u32) -> StoreResult<Vec<i64>> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare_cached(
+            "SELECT id FROM interactions WHERE merge_state = 'pending' AND id > ? \
+             AND media_status != 'Deleted' ORDER BY id LIMIT ?",
+        )?;
+        let ids = st
+            .query_map(params![after, limit], |r| r.get(0))?
+            .collect::<Result<Vec<i64>, _>>()?;
+        Ok(ids)
+    }
+
+    fn merge_finish(&self, id: i64, outcome: &MergeOutcome) -> StoreResult<bool> {
+        let conn = self.lock()?;
+        let n = match outcome {
+            MergeOutcome::Done {
+                storage,
+                media_path,
+                at,
+            } => exec(
+                &conn,
+                "UPDATE interactions SET merge_state = 'done', merged_path = ?, \
+                 merged_storage = ?, merged_at = ?, merge_error = '' \
+                 WHERE id = ? AND merge_state = 'pending' AND media_status != 'Deleted'",
+                params![media_path, storage, fmt_time(at), id],
+            )?,
+            MergeOutcome::Failed { error } => exec(
+                &conn,
+                "UPDATE interactions SET merge_state = 'failed', merge_error = ? \
+                 WHERE id = ? AND merge_state = 'pending' AND media_status != 'Deleted'",
+                params![error, id],
+            )?,
+        };
+        Ok(n == 1)
+    }
+
     fn access_profiles(&self) -> StoreResult<Vec<AccessProfile>> {
         let conn = self.lock()?;
         let mut out = Vec::new();
@@ -1495,5 +1562,50 @@ mod tests {
         };
         assert_eq!(s.search(&q, &Scope::All).unwrap().total, 1);
         assert!(s.get(1, &Scope::All).unwrap().unwrap().legs.len() == 2);
+    }
+
+    #[test]
+    fn the_merge_is_queued_once_both_legs_are_stored_and_recorded_once() {
+        let s = SqliteStore::in_memory().unwrap();
+        let stored = |rec: &str, role: &str| {
+            let mut l = leg(rec, role);
+            l.media_status = MediaStatus::Available;
+            l.media_path = Some(format!("2026/01/01/{rec}"));
+            l
+        };
+        let state = |s: &SqliteStore| s.get(1, &Scope::All).unwrap().unwrap().merge.state;
+        s.upsert_leg(&stored("a", "primary")).unwrap();
+        s.upsert_leg(&leg("b", "paired")).unwrap();
+        assert_eq!(state(&s), MergeState::None, "one leg stored");
+        assert!(s.merge_pending(0, 10).unwrap().is_empty());
+        s.upsert_leg(&stored("b", "paired")).unwrap();
+        assert_eq!(state(&s), MergeState::Pending);
+        assert_eq!(s.merge_pending(0, 10).unwrap(), vec![1]);
+        assert!(s.merge_pending(1, 10).unwrap().is_empty());
+        let failed = MergeOutcome::Failed {
+            error: "not the same call".into(),
+        };
+        assert!(s.merge_finish(1, &failed).unwrap());
+        // Recorded once; a later leg update does not queue it again.
+        assert!(!s.merge_finish(1, &failed).unwrap());
+        s.upsert_leg(&stored("b", "paired")).unwrap();
+        let d = s.get(1, &Scope::All).unwrap().unwrap();
+        assert_eq!(
+            (d.merge.state, d.merge.error.as_str()),
+            (MergeState::Failed, "not the same call")
+        );
+        assert_eq!(d.playable_legs, vec!["primary", "paired"]);
+        assert!(s.merge_pending(0, 10).unwrap().is_empty());
+        // The query the merge task runs is an index lookup, not a scan.
+        let conn = s.lock().unwrap();
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT id FROM interactions WHERE merge_state = 'pending' \
+                 AND id > 0 AND media_status != 'Deleted' ORDER BY id LIMIT 64",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("interactions_merge_pending"), "{plan}");
     }
 }

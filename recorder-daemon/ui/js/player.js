@@ -23,9 +23,11 @@ export async function playerPage(main, me, idText) {
     return null;
   }
   const mayPlay = can(me, 'play');
-  const roles = new Set(d.legs.map((l) => l.botRole));
-  const legs = roles.has('primary') && roles.has('paired') ? ['merged', 'primary', 'paired'] : ['merged'];
-  let leg = 'merged';
+  // What the store can serve (`playableLegs`): "Merged" only once the merged recording is
+  // stored; before that the legs themselves. With none stored yet, ask for the default and let
+  // the server's answer (404) say so.
+  const legs = d.playableLegs && d.playableLegs.length ? d.playableLegs : ['merged'];
+  let leg = legs[0];
   let segments = [];
   let speakers = [];
   const only = new Set();
@@ -162,6 +164,8 @@ export async function playerPage(main, me, idText) {
     ['Answering party', s.answeredBy], ['Release cause', s.releaseCause], ['Media', statusIcon(s.mediaStatus)],
     ['Profile', s.profile], ['Expiration', dateTime(s.expiration)], ['Recording type', s.doubleRecordingType],
     ['Participants', s.participants.join(', ')],
+    ['Merged recording', { pending: 'being merged (the primary leg plays meanwhile)', done: 'stored',
+      failed: `not merged: ${d.merge && d.merge.error}` }[d.merge && d.merge.state]],
   ].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v || '—')]).flat());
   const tagList = h('p', { id: 'tags' }, d.tagDetails.length ? d.tagDetails.map((t) => h('span', { class: 'chip' }, t.name)) : 'No tags.');
   const notes = h('ul', { class: 'notes', id: 'notes' });
@@ -205,7 +209,7 @@ export async function playerPage(main, me, idText) {
             timeOut,
             mute, h('label', { for: 'volume' }, 'Volume'), vol,
             h('label', { for: 'speed' }, 'Speed'), speed,
-            can(me, 'download') ? h('a', { id: 'download', href: mediaUrl(id, 'merged', true), download: `interaction-${id}.ogg` }, 'Download Audio') : ''),
+            can(me, 'download') ? h('a', { id: 'download', href: mediaUrl(id, leg, true), download: `interaction-${id}.ogg` }, 'Download Audio') : ''),
           h('h2', {}, 'Participants'), legend, audio,
         ] : h('p', {}, 'Your access profile does not allow playing recordings.'),
         h('h2', {}, 'Notes'), notes, noteForm),
