@@ -435,7 +435,7 @@ fn merge_cmd(cfg: Config, once: bool) -> Result<()> {
         .build()?;
     rt.block_on(async move {
         let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
-        let (storages, _) = open_storages(&cfg)?;
+        let (storages, _) = open_storages(&cfg).await?;
         let m = merger(&cfg, store, storages);
         if !once {
             tokio::select! { _ = m.spawn(merge::MERGE_INTERVAL) => {}, _ = shutdown() => {} }
