@@ -8,6 +8,8 @@
 #[path = "../src/storage/mod.rs"]
 mod storage;
 
+mod support;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -470,4 +472,105 @@ async fn a_storage_nobody_listens_on_is_unreachable_after_bounded_retries() {
     let e = s.probe().await.unwrap_err();
     assert!(matches!(e, StorageError::Unreachable { .. }), "{e}");
     assert_eq!(s.stats().retries, 2);
+}
+
+/// The daemon's uploader to an Azure storage, as a process: Azurite stopped in the middle of the
+/// uploads and restarted, then an expired SAS. No recording lost or stored twice, the
+/// `ConnectionFailed` alarm raised once per outage with the storage's friendly name and
+/// cleared on recovery, recordings waiting in the spool meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uploader_rides_out_an_azurite_outage_and_an_expired_sas() {
+    let Some(bin) = azurite_or_skip("the_uploader_rides_out_an_azurite_outage") else {
+        return;
+    };
+    let loc = tempfile::tempdir().unwrap();
+    let mut az = Azurite::start(&bin, loc.path());
+    az.with_container().await;
+    let config = |sas: &str| {
+        format!(
+            "[[storage]]\nname = \"vault\"\nkind = \"azure\"\n[storage.azure]\nsas_url = \"{sas}\"\n\
+             block_size = 65536\nsingle_put_max = 65536\nconcurrency = 2\nrequest_timeout_secs = 5\n\
+             [storage.azure.retry]\nmax_retries = 1\nbase_ms = 20\nmax_ms = 50\n"
+        )
+    };
+    let good = az.sas("racwdl", chrono::Duration::hours(1));
+    let mut env = support::Env::new(&config(&good));
+    let n = 6;
+    for i in 0..n {
+        support::seal(
+            &env.spool(),
+            &format!("az-{i}"),
+            "vault",
+            "Essentials",
+            200_000,
+        );
+    }
+    // Slow puts (each file waits 150 ms), so that the outage lands mid-upload.
+    env.start(&[("RECORDER_DAEMON_TEST_PUT_DELAY_MS", "150")]);
+    env.wait("a first recording stored", || env.sealed().len() < n);
+    az.stop();
+    env.wait("the ConnectionFailed alarm", || {
+        env.active_alarms().iter().any(|a| {
+            a["name"] == "ConnectionFailed" && a["source"] == format!("{}/vault", support::TENANT)
+        })
+    });
+    assert!(
+        !env.sealed().is_empty(),
+        "recordings wait in the spool during the outage"
+    );
+    let st = env.get("/api/v1/storages").json();
+    assert_eq!(st["items"][0]["connection"], "failed", "{st}");
+    az.spawn();
+    env.wait("the spool to empty", || env.spool_empty());
+    env.wait("the alarm to clear", || env.active_alarms().is_empty());
+
+    // Every recording exactly once: one interaction each, Available, every file stored once.
+    let items = env.interactions();
+    assert_eq!(items.len(), n, "{items:?}");
+    assert!(
+        items.iter().all(|i| i["mediaStatus"] == "Available"),
+        "{items:?}"
+    );
+    let s = AzureStorage::connect("check", &az.key_config())
+        .await
+        .unwrap();
+    let stored = s.list("").await.unwrap();
+    assert_eq!(stored.len(), n * 4, "{stored:?}");
+    let raised = |env: &support::Env| {
+        env.activity_kinds()
+            .iter()
+            .filter(|(k, src)| k == "alarmRaised" && src.ends_with("/vault"))
+            .count()
+    };
+    assert_eq!(raised(&env), 1);
+    assert!(env.logs().contains("vault"), "the log names the storage");
+
+    // An expired SAS: the recording waits, the alarm says credentials; a fresh SAS recovers.
+    env.kill();
+    let expired = az.sas("racwdl", chrono::Duration::hours(-1));
+    env.write_config(&config(&expired));
+    support::seal(&env.spool(), "az-late", "vault", "Essentials", 1000);
+    env.start(&[]);
+    env.wait("the ConnectionFailed alarm for the expired SAS", || {
+        env.active_alarms()
+            .iter()
+            .any(|a| a["name"] == "ConnectionFailed")
+    });
+    let alarm = env.active_alarms()[0].clone();
+    assert!(
+        alarm["text"].as_str().unwrap().contains("credentials"),
+        "{alarm}"
+    );
+    assert!(
+        !alarm["text"].as_str().unwrap().contains("sig="),
+        "no secret in the alarm"
+    );
+    assert_eq!(env.sealed(), ["az-late"]);
+    env.kill();
+    env.write_config(&config(&good));
+    env.start(&[]);
+    env.wait("the late recording stored", || env.spool_empty());
+    env.wait("the alarm to clear", || env.active_alarms().is_empty());
+    assert_eq!(env.interactions().len(), n + 1);
+    assert_eq!(raised(&env), 2);
 }
