@@ -209,6 +209,32 @@ pub fn verify_chain(entries: &[AuditEntry], anchor: Option<&Anchor>) -> Result<u
     Ok(entries.len())
 }
 
+/// `recorder-daemon audit verify`: checks the whole chain of `store` against the anchor file
+/// (when there is one) and says what it found; an error names the first broken entry.
+pub fn verify_store(
+    store: &dyn crate::store::Store,
+    anchor_path: &std::path::Path,
+) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let entries = store.audit_all()?;
+    let anchor: Option<Anchor> = match std::fs::read(anchor_path) {
+        Ok(b) => Some(serde_json::from_slice(&b).context("parsing the audit anchor")?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).context("reading the audit anchor"),
+    };
+    match verify_chain(&entries, anchor.as_ref()) {
+        Ok(n) => Ok(format!(
+            "audit trail ok: {n} entries{}",
+            if anchor.is_some() {
+                ", anchor matches"
+            } else {
+                ", no anchor"
+            }
+        )),
+        Err(e) => anyhow::bail!("audit trail FAILED: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,23 +6,10 @@
 //! (docs/retention.md); `merge --once` merges the stored legs of Pro calls once, which `serve`
 //! also does continuously (docs/storage.md, "Merged recordings").
 
-mod alarms;
-mod api;
-mod audit;
-mod auth;
-mod bench;
-mod bench_azure;
-mod config;
-mod media;
-mod merge;
-mod model;
-mod rbac;
-mod reconcile;
-mod retention;
-mod storage;
-mod store;
-mod upload;
-mod verify;
+use recorder_daemon::{
+    alarms, api, audit, auth, bench, bench_azure, merge, reconcile, retention, storage, upload,
+    verify,
+};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,11 +20,11 @@ use clap::{Parser, Subcommand};
 
 use std::collections::BTreeMap;
 
-use crate::config::{Config, StorageKind};
-use crate::storage::local::LocalStorage;
-use crate::storage::Storages;
-use crate::store::sqlite::SqliteStore;
-use crate::store::Store;
+use recorder_daemon::config::{Config, StorageKind};
+use recorder_daemon::storage::local::LocalStorage;
+use recorder_daemon::storage::Storages;
+use recorder_daemon::store::sqlite::SqliteStore;
+use recorder_daemon::store::Store;
 
 #[derive(Parser)]
 #[command(
@@ -313,26 +300,9 @@ fn token(
 }
 
 fn audit_verify(cfg: &Config) -> Result<()> {
-    let entries = open_store(cfg)?.audit_all()?;
-    let anchor: Option<audit::Anchor> = match std::fs::read(cfg.audit_anchor()) {
-        Ok(b) => Some(serde_json::from_slice(&b).context("parsing the audit anchor")?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).context("reading the audit anchor"),
-    };
-    match audit::verify_chain(&entries, anchor.as_ref()) {
-        Ok(n) => {
-            println!(
-                "audit trail ok: {n} entries{}",
-                if anchor.is_some() {
-                    ", anchor matches"
-                } else {
-                    ", no anchor"
-                }
-            );
-            Ok(())
-        }
-        Err(e) => anyhow::bail!("audit trail FAILED: {e}"),
-    }
+    let store = open_store(cfg)?;
+    println!("{}", audit::verify_store(&store, &cfg.audit_anchor())?);
+    Ok(())
 }
 
 /// The configured storages, opened, and the storage -> paired storage map.

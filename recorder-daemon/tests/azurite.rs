@@ -3,11 +3,6 @@
 //! with a temporary data folder and stops it at the end. Without Azurite the tests are skipped
 //! with a message, except under CI (`CI` set), where that is a failure.
 
-// recorder-daemon is a binary crate: the storage module is compiled into this test as it is.
-#[allow(dead_code, unused_imports)]
-#[path = "../src/storage/mod.rs"]
-mod storage;
-
 mod support;
 
 use std::net::{TcpListener, TcpStream};
@@ -19,8 +14,8 @@ use std::time::{Duration, Instant};
 use futures_util::TryStreamExt;
 use md5::{Digest, Md5};
 
-use storage::azure::{container_sas_url, AzureConfig, AzureStorage};
-use storage::{Storage, StorageError};
+use recorder_daemon::storage::azure::{container_sas_url, AzureConfig, AzureStorage};
+use recorder_daemon::storage::{Storage, StorageError};
 
 /// The emulator's well-known account (public, documented by Microsoft).
 const ACCOUNT: &str = "devstoreaccount1";

@@ -1528,6 +1528,11 @@ async fn media_download_with_ranges() {
     assert_eq!(a["total"], 0, "a suffix range does not start at 0: {a}");
 }
 
+fn audit_verify(cfg: &crate::config::Config) -> anyhow::Result<String> {
+    let store = SqliteStore::open(&cfg.db_path())?;
+    crate::audit::verify_store(&store, &cfg.audit_anchor())
+}
+
 #[tokio::test]
 async fn the_audit_trail_detects_tampering() {
     let env = loaded(true).await;
@@ -1538,7 +1543,7 @@ async fn the_audit_trail_detects_tampering() {
         data_dir: env.dir.path().to_path_buf(),
         ..Default::default()
     };
-    crate::audit_verify(&cfg).unwrap();
+    audit_verify(&cfg).unwrap();
     let page = env
         .get("/api/v1/audit?item=1&action=view", &admin)
         .await
@@ -1565,14 +1570,14 @@ async fn the_audit_trail_detects_tampering() {
         [id],
     )
     .unwrap();
-    let e = crate::audit_verify(&cfg).unwrap_err().to_string();
+    let e = audit_verify(&cfg).unwrap_err().to_string();
     assert!(e.contains("entry 3") && e.contains("edited"), "{e}");
     conn.execute(
         "UPDATE audit SET description = ? WHERE id = ?",
         rusqlite::params![desc, id],
     )
     .unwrap();
-    crate::audit_verify(&cfg).unwrap();
+    audit_verify(&cfg).unwrap();
 
     // The newest entry deleted: the chain is still whole, the anchor is not.
     let last: i64 = conn
@@ -1580,11 +1585,11 @@ async fn the_audit_trail_detects_tampering() {
         .unwrap();
     conn.execute("DELETE FROM audit WHERE id = ?", [last])
         .unwrap();
-    let e = crate::audit_verify(&cfg).unwrap_err().to_string();
+    let e = audit_verify(&cfg).unwrap_err().to_string();
     assert!(e.contains("entries deleted"), "{e}");
     // An entry in the middle deleted.
     conn.execute("DELETE FROM audit WHERE id = 2", []).unwrap();
-    let e = crate::audit_verify(&cfg).unwrap_err().to_string();
+    let e = audit_verify(&cfg).unwrap_err().to_string();
     assert!(e.contains("entry 2 is missing"), "{e}");
 }
 
