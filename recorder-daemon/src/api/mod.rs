@@ -532,6 +532,28 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Fuzzing entry point: the hand-written parsers of request input (search and audit query
+/// strings, the `Range` header, an ingested leg's JSON and its checks, a directory import);
+/// must never panic, whatever the bytes.
+#[doc(hidden)]
+pub fn fuzz_request_input(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = params::search_query(Some(&text));
+    let _ = params::audit_query(Some(&text));
+    let len = data.len() as u64 * 1000;
+    match crate::media::parse_range(Some(&text), len) {
+        crate::media::RangeReq::Partial { start, end } => {
+            assert!(start <= end && end < len, "range {start}-{end} of {len}");
+        }
+        crate::media::RangeReq::Full | crate::media::RangeReq::Unsatisfiable => {}
+    }
+    if let Ok(leg) = serde_json::from_slice::<crate::model::LegUpdate>(data) {
+        let _ = leg.validate();
+    }
+    let _ = serde_json::from_slice::<crate::store::DirectoryImport>(data);
+    let _ = serde_json::from_slice::<crate::rbac::AccessProfile>(data);
+}
+
 /// The OpenAPI document, as kept in `docs/api/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../../docs/api/openapi.json");
 
