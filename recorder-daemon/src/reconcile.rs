@@ -11,8 +11,9 @@
 //!   when it becomes Available (or is deleted by retention);
 //! - a bot-host that cannot be asked: `BotHostUnreachable`, cleared when it answers again.
 //!
-//! Alarms are raised once per call (subject `call/<call id>`), so a round every 30 s does not
-//! repeat them; an unresolved `RecordingMissing` stays active after the bot forgets the call,
+//! Alarms are raised once per call or recording (subject `call/<call id>` for a refusal,
+//! `recording/<recording id>` for a missing recording), so a round every 30 s does not repeat
+//! them; an unresolved `RecordingMissing` stays active after the bot forgets the call,
 //! which is the point: someone must look.
 
 use std::sync::Arc;
@@ -181,6 +182,8 @@ impl Reconciler {
             return;
         }
         report.to_record += 1;
+        // Refusals are per call; a missing recording per recording (two bots can be handed the
+        // same call id).
         let subject = format!("call/{}", c.call_id);
         let profile = c.decision.profile.as_deref().unwrap_or("(none)");
         match c.answer.as_str() {
@@ -208,6 +211,7 @@ impl Reconciler {
         let Some(rec) = &c.recording_id else {
             return;
         };
+        let subject = format!("recording/{rec}");
         let store = self.store.clone();
         let id = rec.clone();
         let status = match tokio::task::spawn_blocking(move || store.leg_status(&id)).await {
@@ -352,7 +356,7 @@ mod tests {
         assert_eq!(report.unreachable, ["http://127.0.0.1:9"]);
         let mut missing = alarms.active_subjects(AlarmKind::RecordingMissing).await;
         missing.sort();
-        assert_eq!(missing, ["call/lost", "call/stuck"]);
+        assert_eq!(missing, ["recording/rec-lost", "recording/rec-stuck"]);
         assert_eq!(
             alarms.active_subjects(AlarmKind::CallNotRecorded).await,
             ["call/refused"]
@@ -388,7 +392,7 @@ mod tests {
         assert_eq!(store.alarms_active().unwrap().len(), before - 1);
         assert_eq!(
             alarms.active_subjects(AlarmKind::RecordingMissing).await,
-            ["call/lost"]
+            ["recording/rec-lost"]
         );
     }
 }

@@ -614,7 +614,18 @@ impl Signaling {
             .get(profile_name)
             .expect("a recording decision names a loaded profile");
         let t = utc(now);
-        let base = format!("{}-{}", t.format("%Y%m%dT%H%M%SZ"), sanitize(call_id));
+        // The id names the spool directory and is the store's idempotency key for a leg: the
+        // paired bot's legs carry their role, so that two bots given the same call id (a
+        // platform replaying one call to both, or the simulator) never post the same id.
+        let suffix = match self.role {
+            BotRole::Primary => "",
+            BotRole::Paired => "-paired",
+        };
+        let base = format!(
+            "{}-{}{suffix}",
+            t.format("%Y%m%dT%H%M%SZ"),
+            sanitize(call_id)
+        );
         let mut recording_id = base.clone();
         let mut n = 1;
         while self.recordings.contains_key(&recording_id) {
