@@ -54,6 +54,9 @@ pub struct Config {
     pub upload: UploadConfig,
     /// The retention cycle (docs/retention.md).
     pub retention: crate::retention::RetentionConfig,
+    /// The metadata store in PostgreSQL (`postgres://user:pass@host:port/db`) instead of
+    /// `<data_dir>/store.db` (docs/postgres.md).
+    pub database_url: Option<String>,
 }
 
 /// One `[[storage]]` entry.
@@ -135,6 +138,7 @@ impl Default for Config {
             alarm_webhook: None,
             upload: UploadConfig::default(),
             retention: Default::default(),
+            database_url: None,
         }
     }
 }

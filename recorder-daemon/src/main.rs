@@ -100,6 +100,10 @@ enum Command {
         /// Runs of each search.
         #[arg(long, default_value_t = 200)]
         runs: usize,
+        /// A PostgreSQL server (`postgres://...`, a role that may create databases): the
+        /// benchmark runs in a scratch database there, dropped at the end, instead of SQLite.
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Upload the sealed recordings of the configured spools (what `serve` does continuously).
     Upload {
@@ -178,7 +182,8 @@ fn main() -> ExitCode {
             dir,
             interactions,
             runs,
-        } => bench::run(&dir, interactions, runs),
+            database_url,
+        } => bench::run(&dir, interactions, runs, database_url.as_deref()),
         Command::Upload {
             once,
             config,
@@ -246,9 +251,19 @@ fn verify_dirs(dirs: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn open_store(cfg: &Config) -> Result<SqliteStore> {
-    SqliteStore::open(&cfg.db_path())
-        .with_context(|| format!("opening {}", cfg.db_path().display()))
+/// The configured store: PostgreSQL when `database_url` is set, else SQLite in the data
+/// directory.
+fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
+    if let Some(url) = &cfg.database_url {
+        let s = store::postgres::PgStore::connect(url).context("connecting to PostgreSQL")?;
+        if !s.has_trigram_indexes() {
+            eprintln!("store: pg_trgm is not available; party and participant searches scan");
+        }
+        return Ok(Arc::new(s));
+    }
+    let s = SqliteStore::open(&cfg.db_path())
+        .with_context(|| format!("opening {}", cfg.db_path().display()))?;
+    Ok(Arc::new(s))
 }
 
 fn token(
@@ -265,7 +280,7 @@ fn token(
         Some(o) => o,
         None => {
             // The directory's object id when the store knows the UPN.
-            let known = if cfg.db_path().exists() {
+            let known = if cfg.database_url.is_some() || cfg.db_path().exists() {
                 open_store(cfg)?
                     .users()?
                     .into_iter()
@@ -371,7 +386,7 @@ fn upload_cmd(cfg: Config, once: bool) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
+        let store: Arc<dyn Store> = open_store(&cfg)?;
         let (storages, paired) = open_storages(&cfg)?;
         let up = uploader(&cfg, store, storages, paired, Default::default())?;
         if !once {
@@ -406,7 +421,7 @@ fn retention_run_once(cfg: Config, now: Option<String>) -> Result<()> {
         .enable_all()
         .build()?;
     let report = rt.block_on(async {
-        let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
+        let store: Arc<dyn Store> = open_store(&cfg)?;
         let (storages, _) = open_storages(&cfg)?;
         let r =
             retention::Retention::new(store, storages, Some(cfg.audit_anchor()), &cfg.retention);
@@ -460,7 +475,7 @@ fn serve(cfg: Config) -> Result<()> {
             .retention
             .schedule()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
+        let store: Arc<dyn Store> = open_store(&cfg)?;
         let (storages, paired) = open_storages(&cfg)?;
         let health = Arc::new(upload::HealthBoard::default());
         let up = uploader(

@@ -3,6 +3,9 @@
 //! pool. Every query is parameterised; text from a request never reaches SQL text.
 
 pub mod activity;
+#[cfg(test)]
+mod conformance;
+pub mod postgres;
 pub mod retention;
 pub mod schema;
 pub mod sqlite;
@@ -37,6 +40,16 @@ pub enum StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Db(e.to_string())
+    }
+}
+
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> Self {
+        // The client's own text for a server error is only "db error".
+        StoreError::Db(match e.as_db_error() {
+            Some(d) => format!("{} ({})", d.message(), d.code().code()),
+            None => e.to_string(),
+        })
     }
 }
 
