@@ -90,7 +90,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// server (dropped at the end).
 enum BenchStore {
     Sqlite(std::path::PathBuf),
-    Postgres(ScratchDb),
+    Postgres(Box<ScratchDb>),
 }
 
 impl BenchStore {
@@ -122,7 +122,7 @@ pub fn run(dir: &Path, n: u64, runs: usize, database_url: Option<&str>) -> Resul
         Some(url) => {
             let db = ScratchDb::create(url, "bench")?;
             println!("PostgreSQL, scratch database {}", db.name());
-            BenchStore::Postgres(db)
+            BenchStore::Postgres(Box::new(db))
         }
         None => {
             std::fs::create_dir_all(dir)?;
