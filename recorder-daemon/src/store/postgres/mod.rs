@@ -144,6 +144,26 @@ impl PgStore {
         })
     }
 
+    /// Runs `f` in a read-only repeatable-read transaction: the several statements of one
+    /// answer (a page and its total, an interaction and its lists) see one snapshot, as they
+    /// do behind SQLite's single connection.
+    fn snapshot<T: Send>(
+        &self,
+        f: impl FnOnce(&mut Transaction<'_>) -> StoreResult<T> + Send,
+    ) -> StoreResult<T> {
+        blocking(|| {
+            let mut c = self.conn()?;
+            let mut tx = c
+                .build_transaction()
+                .isolation_level(::postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let out = f(&mut tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
     /// Runs `f` in a transaction, committed when `f` succeeds and rolled back otherwise.
     fn write<T: Send>(
         &self,
@@ -196,12 +216,11 @@ impl Store for PgStore {
     }
 
     fn search(&self, q: &SearchQuery, scope: &Scope) -> StoreResult<Page<InteractionSummary>> {
-        self.read(|c| interactions::search(c, q, scope))
+        self.snapshot(|tx| interactions::search(tx, q, scope))
     }
 
     fn get(&self, id: i64, scope: &Scope) -> StoreResult<Option<InteractionDetail>> {
-        // One snapshot for the interaction and its lists.
-        self.write(|tx| interactions::get(tx, id, scope))
+        self.snapshot(|tx| interactions::get(tx, id, scope))
     }
 
     fn request_deletion(
@@ -255,7 +274,7 @@ impl Store for PgStore {
     }
 
     fn users(&self) -> StoreResult<Vec<User>> {
-        self.write(|tx| admin::users(tx))
+        self.snapshot(|tx| admin::users(tx))
     }
 
     fn user_groups(&self, oid: &str) -> StoreResult<Vec<String>> {
@@ -275,7 +294,7 @@ impl Store for PgStore {
     }
 
     fn export_user(&self, oid: &str) -> StoreResult<UserExport> {
-        self.write(|tx| lifecycle::export_user(tx, oid))
+        self.snapshot(|tx| lifecycle::export_user(tx, oid))
     }
 
     fn pending_deletions(&self, after: i64, limit: u32) -> StoreResult<Vec<DeletionRequest>> {
@@ -293,7 +312,7 @@ impl Store for PgStore {
     }
 
     fn retention_item(&self, id: i64) -> StoreResult<Option<RetentionItem>> {
-        self.write(|tx| lifecycle::retention_item(tx, id))
+        self.snapshot(|tx| lifecycle::retention_item(tx, id))
     }
 
     fn retention_apply(
@@ -345,7 +364,7 @@ impl Store for PgStore {
     }
 
     fn audit_search(&self, q: &AuditQuery) -> StoreResult<Page<AuditEntry>> {
-        self.write(|tx| admin::audit_search(tx, q))
+        self.snapshot(|tx| admin::audit_search(tx, q))
     }
 
     fn audit_all(&self) -> StoreResult<Vec<AuditEntry>> {
@@ -369,6 +388,6 @@ impl Store for PgStore {
     }
 
     fn activity(&self, page: u32, page_size: u32) -> StoreResult<Page<Activity>> {
-        self.write(|tx| lifecycle::activity(tx, page, page_size))
+        self.snapshot(|tx| lifecycle::activity(tx, page, page_size))
     }
 }
