@@ -6,7 +6,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
-use postgres::{GenericClient, Row};
+use postgres::types::ToSql;
+use postgres::{GenericClient, Row, Statement};
 
 use super::{unique_violation, Args};
 use crate::model::{
@@ -280,9 +281,10 @@ fn parse_leg(body: &str) -> StoreResult<LegUpdate> {
 }
 
 /// Rewrites the interaction's columns, targets and participants from its legs.
-fn recompute(tx: &mut impl GenericClient, id: i64) -> StoreResult<()> {
+fn recompute(tx: &mut impl GenericClient, px: &mut Prepared, id: i64) -> StoreResult<()> {
     let mut legs: Vec<(BotRole, LegUpdate)> = Vec::new();
-    for r in tx.query(
+    for r in px.query(
+        tx,
         "SELECT bot_role, body FROM legs WHERE interaction_id = $1 ORDER BY id",
         &[&id],
     )? {
@@ -306,8 +308,9 @@ fn recompute(tx: &mut impl GenericClient, id: i64) -> StoreResult<()> {
         .find(|(r, _)| *r == BotRole::Paired)
         .map(|(_, l)| l.call_id.clone())
         .unwrap_or_default();
-    let current: String = tx
+    let current: String = px
         .query_one(
+            tx,
             "SELECT media_status FROM interactions WHERE id = $1",
             &[&id],
         )?
@@ -333,7 +336,8 @@ fn recompute(tx: &mut impl GenericClient, id: i64) -> StoreResult<()> {
         })
         .max()
         .map(|t| fmt_time(&t));
-    tx.execute(
+    px.execute(
+        tx,
         "UPDATE interactions SET call_id = $1, target_display_name = $2, target_upn = $3, \
          on_behalf_of = $4, transferred_by = $5, transferred_to = $6, called_party = $7, \
          called_party_key = $8, calling_party = $9, calling_party_key = $10, answered_by = $11, \
@@ -375,12 +379,14 @@ fn recompute(tx: &mut impl GenericClient, id: i64) -> StoreResult<()> {
             &id,
         ],
     )?;
-    tx.execute(
+    px.execute(
+        tx,
         "DELETE FROM interaction_targets WHERE interaction_id = $1",
         &[&id],
     )?;
     for t in &rep.targets {
-        tx.execute(
+        px.execute(
+            tx,
             "INSERT INTO interaction_targets (interaction_id, oid, upn) VALUES ($1, $2, $3)",
             &[
                 &id,
@@ -389,12 +395,13 @@ fn recompute(tx: &mut impl GenericClient, id: i64) -> StoreResult<()> {
             ],
         )?;
     }
-    tx.execute(
+    px.execute(
+        tx,
         "DELETE FROM interaction_participants WHERE interaction_id = $1",
         &[&id],
     )?;
     for p in &rep.participants {
-        tx.execute(
+        px.execute(tx,
             "INSERT INTO interaction_participants (interaction_id, participant_id, kind, display_name, upn, number, join_time, leave_time) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
@@ -440,27 +447,94 @@ fn tag_from_row(r: &Row) -> Result<Tag, postgres::Error> {
     })
 }
 
-/// Takes the ingest locks of `legs`' pairing keys, in one order, so that two batches sharing
-/// keys wait for each other instead of deadlocking.
+/// Takes the ingest locks of `legs`' pairing keys in one statement, in the order of their
+/// lock keys, so that two batches sharing keys wait for each other instead of deadlocking.
 pub fn lock_pairing_keys<'a>(
     tx: &mut impl GenericClient,
     legs: impl IntoIterator<Item = &'a LegUpdate>,
 ) -> StoreResult<()> {
-    let keys: BTreeSet<&str> = legs.into_iter().map(|l| l.pairing_key.as_str()).collect();
-    for k in keys {
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-            &[&PAIRING_LOCK_SPACE, &k],
-        )?;
-    }
+    let keys: Vec<String> = legs
+        .into_iter()
+        .map(|l| l.pairing_key.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, h) FROM \
+         (SELECT DISTINCT hashtext(k) AS h FROM unnest($2::text[]) AS k ORDER BY h) AS locks",
+        &[&PAIRING_LOCK_SPACE, &keys],
+    )?;
     Ok(())
+}
+
+/// The ingest path's statements, each parsed once per transaction: a batch of 1 000 legs runs
+/// the same dozen statements, and parsing each every time doubles the round trips.
+#[derive(Default)]
+pub struct Prepared(HashMap<&'static str, Statement>);
+
+impl Prepared {
+    fn get(
+        &mut self,
+        c: &mut impl GenericClient,
+        sql: &'static str,
+    ) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.0.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = c.prepare(sql)?;
+        self.0.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn execute(
+        &mut self,
+        c: &mut impl GenericClient,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        let st = self.get(c, sql)?;
+        c.execute(&st, params)
+    }
+
+    fn query(
+        &mut self,
+        c: &mut impl GenericClient,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let st = self.get(c, sql)?;
+        c.query(&st, params)
+    }
+
+    fn query_one(
+        &mut self,
+        c: &mut impl GenericClient,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error> {
+        let st = self.get(c, sql)?;
+        c.query_one(&st, params)
+    }
+
+    fn query_opt(
+        &mut self,
+        c: &mut impl GenericClient,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        let st = self.get(c, sql)?;
+        c.query_opt(&st, params)
+    }
 }
 
 /// Creates or updates one leg inside `tx` (see [`crate::store::Store::upsert_leg`]); the
 /// caller holds the leg's pairing-key lock.
-pub fn upsert_in(tx: &mut impl GenericClient, leg: &LegUpdate) -> StoreResult<UpsertOutcome> {
-    let existing: Option<(i64, String, Option<String>, String)> = tx
-        .query_opt(
+pub fn upsert_in(
+    tx: &mut impl GenericClient,
+    px: &mut Prepared,
+    leg: &LegUpdate,
+) -> StoreResult<UpsertOutcome> {
+    let existing: Option<(i64, String, Option<String>, String)> = px.query_opt(tx,
             "SELECT interaction_id, bot_role, media_path, media_status FROM legs WHERE recording_id = $1",
             &[&leg.recording_id],
         )?
@@ -488,7 +562,7 @@ pub fn upsert_in(tx: &mut impl GenericClient, leg: &LegUpdate) -> StoreResult<Up
         }
         // A metadata update without a media path keeps the one the uploader set.
         let path = leg.media_path.clone().or(old_path);
-        tx.execute(
+        px.execute(tx,
             "UPDATE legs SET call_id = $1, media_status = $2, media_path = $3, body = $4, updated_at = $5 WHERE recording_id = $6",
             &[&leg.call_id, &leg.media_status.as_str(), &path, &body, &now(), &leg.recording_id],
         )?;
@@ -499,7 +573,7 @@ pub fn upsert_in(tx: &mut impl GenericClient, leg: &LegUpdate) -> StoreResult<Up
         }
     } else {
         let mut best: Option<(i64, i64)> = None;
-        for r in tx.query(
+        for r in px.query(tx,
             "SELECT i.id, i.start_time FROM interactions i WHERE i.pairing_key = $1 AND NOT EXISTS \
              (SELECT 1 FROM legs l WHERE l.interaction_id = i.id AND l.bot_role = $2) ORDER BY i.id",
             &[&leg.pairing_key, &leg.bot_role.as_str()],
@@ -520,8 +594,7 @@ pub fn upsert_in(tx: &mut impl GenericClient, leg: &LegUpdate) -> StoreResult<Up
             Some((id, _)) => (id, false),
             None => {
                 let t = now();
-                let id: i64 = tx
-                    .query_one(
+                let id: i64 = px.query_one(tx,
                         "INSERT INTO interactions (pairing_key, start_time, created_at, updated_at) \
                          VALUES ($1, $2, $3, $4) RETURNING id",
                         &[&leg.pairing_key, &fmt_time(&leg.start_time), &t, &t],
@@ -530,7 +603,7 @@ pub fn upsert_in(tx: &mut impl GenericClient, leg: &LegUpdate) -> StoreResult<Up
                 (id, true)
             }
         };
-        let r = tx.execute(
+        let r = px.execute(tx,
             "INSERT INTO legs (interaction_id, recording_id, bot_role, call_id, media_status, media_path, body, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
@@ -562,7 +635,7 @@ pub fn upsert_in(tx: &mut impl GenericClient, leg: &LegUpdate) -> StoreResult<Up
             created_leg: true,
         }
     };
-    recompute(tx, outcome.interaction_id)?;
+    recompute(tx, px, outcome.interaction_id)?;
     Ok(outcome)
 }
 

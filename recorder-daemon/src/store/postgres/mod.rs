@@ -202,15 +202,16 @@ impl Store for PgStore {
     fn upsert_leg(&self, leg: &LegUpdate) -> StoreResult<UpsertOutcome> {
         self.write(|tx| {
             interactions::lock_pairing_keys(tx, [leg])?;
-            interactions::upsert_in(tx, leg)
+            interactions::upsert_in(tx, &mut Default::default(), leg)
         })
     }
 
     fn upsert_legs(&self, legs: &[LegUpdate]) -> StoreResult<Vec<UpsertOutcome>> {
         self.write(|tx| {
             interactions::lock_pairing_keys(tx, legs)?;
+            let mut px = interactions::Prepared::default();
             legs.iter()
-                .map(|l| interactions::upsert_in(tx, l))
+                .map(|l| interactions::upsert_in(tx, &mut px, l))
                 .collect()
         })
     }
