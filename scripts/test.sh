@@ -17,8 +17,8 @@ bash fixtures/generate.sh --dual-long >&2   # into fixtures/generated/long/
 echo "== fmt, clippy" >&2
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== tests" >&2
-cargo test --workspace --locked
+echo "== tests (the store's pg_ tests against a throw-away PostgreSQL: scripts/pg-test.sh)" >&2
+bash scripts/pg-test.sh cargo test --workspace --locked
 echo "== store API, property-based (schemathesis)" >&2
 bash scripts/store-api-check.sh 45
 echo "== web interface, end to end in headless chromium (Playwright)" >&2

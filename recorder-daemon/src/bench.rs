@@ -1,6 +1,6 @@
 //! `recorder-daemon bench-store`: fills a store through the `Store` trait with synthetic
 //! interactions (deterministic), then times representative searches. Figures go to
-//! docs/store.md ("Load").
+//! docs/store.md ("Load") and, with `--database-url`, docs/postgres.md.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::model::{CallType, Direction, LegUpdate, MediaStatus};
 use crate::rbac::Scope;
+use crate::store::postgres::scratch::ScratchDb;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Actor, SearchQuery, Store};
 
@@ -85,15 +86,55 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Inserts `n` interactions into a new store under `dir`, tags 1 in 10 `vip`, notes 1 in 20,
-/// then runs each search `runs` times and prints the figures.
-pub fn run(dir: &Path, n: u64, runs: usize) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let db = dir.join("bench.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+/// The store a benchmark fills: a new SQLite file, or a scratch database on a PostgreSQL
+/// server (dropped at the end).
+enum BenchStore {
+    Sqlite(std::path::PathBuf),
+    Postgres(Box<ScratchDb>),
+}
+
+impl BenchStore {
+    fn open(&self) -> Result<Box<dyn Store>> {
+        Ok(match self {
+            BenchStore::Sqlite(db) => Box::new(SqliteStore::open(db)?),
+            BenchStore::Postgres(db) => Box::new(db.store()?),
+        })
     }
-    let store = SqliteStore::open(&db)?;
+
+    /// As after a restart of the daemon: planner statistics gathered (SQLite gathers them on
+    /// open; PostgreSQL's autovacuum would, later).
+    fn reopen(&self, store: Box<dyn Store>) -> Result<Box<dyn Store>> {
+        drop(store);
+        if let BenchStore::Postgres(db) = self {
+            let s = db.store()?;
+            s.analyze()?;
+            return Ok(Box::new(s));
+        }
+        self.open()
+    }
+}
+
+/// Inserts `n` interactions into a new store (under `dir`, or in a scratch database on the
+/// PostgreSQL server of `database_url`), tags 1 in 10 `vip`, notes 1 in 20, then runs each
+/// search `runs` times and prints the figures.
+pub fn run(dir: &Path, n: u64, runs: usize, database_url: Option<&str>) -> Result<()> {
+    let target = match database_url {
+        Some(url) => {
+            let db = ScratchDb::create(url, "bench")?;
+            println!("PostgreSQL, scratch database {}", db.name());
+            BenchStore::Postgres(Box::new(db))
+        }
+        None => {
+            std::fs::create_dir_all(dir)?;
+            let db = dir.join("bench.db");
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+            println!("SQLite, {}", db.display());
+            BenchStore::Sqlite(db)
+        }
+    };
+    let store = target.open()?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let vip = store.create_tag("vip", "")?.id;
     let author = Actor {
@@ -143,9 +184,7 @@ pub fn run(dir: &Path, n: u64, runs: usize) -> Result<()> {
         store.add_note(id, &author, &text, &Scope::All)?;
     }
     println!("tags and notes in {:.1} s", t1.elapsed().as_secs_f64());
-    // As after a restart of the daemon: opening gathers planner statistics.
-    drop(store);
-    let store = SqliteStore::open(&db)?;
+    let store = target.reopen(store)?;
 
     let base = SearchQuery {
         sort: "startTime".into(),
@@ -296,7 +335,7 @@ mod tests {
     #[test]
     fn a_small_run_completes() {
         let dir = tempfile::tempdir().unwrap();
-        super::run(dir.path(), 200, 3).unwrap();
+        super::run(dir.path(), 200, 3, None).unwrap();
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct Config {
     pub retention: crate::retention::RetentionConfig,
     /// The reconciler: bot-hosts whose calls are compared with the store (docs/operations.md).
     pub reconcile: crate::reconcile::ReconcileConfig,
+    /// The metadata store in PostgreSQL (`postgres://user:pass@host:port/db`) instead of
+    /// `<data_dir>/store.db` (docs/postgres.md).
+    pub database_url: Option<String>,
 }
 
 /// One `[[storage]]` entry.
@@ -139,6 +142,7 @@ impl Default for Config {
             upload: UploadConfig::default(),
             retention: Default::default(),
             reconcile: Default::default(),
+            database_url: None,
         }
     }
 }

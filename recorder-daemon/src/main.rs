@@ -23,7 +23,6 @@ use std::collections::BTreeMap;
 use recorder_daemon::config::{Config, StorageKind};
 use recorder_daemon::storage::local::LocalStorage;
 use recorder_daemon::storage::Storages;
-use recorder_daemon::store::sqlite::SqliteStore;
 use recorder_daemon::store::Store;
 
 #[derive(Parser)]
@@ -88,6 +87,10 @@ enum Command {
         /// Runs of each search.
         #[arg(long, default_value_t = 200)]
         runs: usize,
+        /// A PostgreSQL server (`postgres://...`, a role that may create databases): the
+        /// benchmark runs in a scratch database there, dropped at the end, instead of SQLite.
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Upload the sealed recordings of the configured spools (what `serve` does continuously).
     Upload {
@@ -180,7 +183,8 @@ fn main() -> ExitCode {
             dir,
             interactions,
             runs,
-        } => bench::run(&dir, interactions, runs),
+            database_url,
+        } => bench::run(&dir, interactions, runs, database_url.as_deref()),
         Command::Upload {
             once,
             config,
@@ -254,9 +258,10 @@ fn verify_dirs(dirs: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn open_store(cfg: &Config) -> Result<SqliteStore> {
-    SqliteStore::open(&cfg.db_path())
-        .with_context(|| format!("opening {}", cfg.db_path().display()))
+/// The configured store: PostgreSQL when `database_url` is set, else SQLite in the data
+/// directory.
+fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
+    recorder_daemon::store::open(cfg)
 }
 
 fn token(
@@ -273,7 +278,7 @@ fn token(
         Some(o) => o,
         None => {
             // The directory's object id when the store knows the UPN.
-            let known = if cfg.db_path().exists() {
+            let known = if cfg.database_url.is_some() || cfg.db_path().exists() {
                 open_store(cfg)?
                     .users()?
                     .into_iter()
@@ -301,7 +306,10 @@ fn token(
 
 fn audit_verify(cfg: &Config) -> Result<()> {
     let store = open_store(cfg)?;
-    println!("{}", audit::verify_store(&store, &cfg.audit_anchor())?);
+    println!(
+        "{}",
+        audit::verify_store(store.as_ref(), &cfg.audit_anchor())?
+    );
     Ok(())
 }
 
@@ -370,7 +378,7 @@ fn upload_cmd(cfg: Config, once: bool) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
+        let store: Arc<dyn Store> = open_store(&cfg)?;
         let (storages, paired) = open_storages(&cfg).await?;
         let up = uploader(&cfg, store, storages, paired, Default::default())?;
         if !once {
@@ -404,7 +412,7 @@ fn merge_cmd(cfg: Config, once: bool) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
+        let store: Arc<dyn Store> = open_store(&cfg)?;
         let (storages, _) = open_storages(&cfg).await?;
         let m = merger(&cfg, store, storages);
         if !once {
@@ -432,7 +440,7 @@ fn retention_run_once(cfg: Config, now: Option<String>) -> Result<()> {
         .enable_all()
         .build()?;
     let report = rt.block_on(async {
-        let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
+        let store: Arc<dyn Store> = open_store(&cfg)?;
         let (storages, _) = open_storages(&cfg).await?;
         let r =
             retention::Retention::new(store, storages, Some(cfg.audit_anchor()), &cfg.retention);
@@ -486,7 +494,7 @@ fn serve(cfg: Config) -> Result<()> {
             .retention
             .schedule()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
+        let store: Arc<dyn Store> = open_store(&cfg)?;
         let (storages, paired) = open_storages(&cfg).await?;
         let health = Arc::new(upload::HealthBoard::default());
         let up = uploader(

@@ -14,6 +14,7 @@ use tower::ServiceExt;
 
 use super::{app, AppState};
 use crate::auth::{now_secs, Claims, TokenKeys, INGEST_ROLE};
+use crate::store::postgres::scratch::{test_store, ScratchDb};
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 
@@ -24,6 +25,8 @@ struct Env {
     app: Router,
     keys: TokenKeys,
     dir: tempfile::TempDir,
+    /// The scratch PostgreSQL database of a `pg_` test, dropped with the environment.
+    pg: Option<ScratchDb>,
 }
 
 struct Resp {
@@ -55,6 +58,21 @@ impl Env {
         } else {
             Arc::new(SqliteStore::in_memory().unwrap())
         };
+        Env::with_store(dir, store, None)
+    }
+
+    /// On a scratch PostgreSQL database; `None` when the backend is skipped (see
+    /// [`test_store`]).
+    fn pg(test: &str) -> Option<Env> {
+        let (store, db) = test_store(test)?;
+        Some(Env::with_store(
+            tempfile::tempdir().unwrap(),
+            store,
+            Some(db),
+        ))
+    }
+
+    fn with_store(dir: tempfile::TempDir, store: Arc<dyn Store>, pg: Option<ScratchDb>) -> Env {
         let keys = TokenKeys::hs256(&[1; 32], TENANT);
         let root = dir.path().join("storage");
         std::fs::create_dir_all(&root).unwrap();
@@ -72,6 +90,7 @@ impl Env {
             app: app(state),
             keys,
             dir,
+            pg,
         }
     }
 
@@ -306,7 +325,48 @@ fn profiles() -> Vec<Value> {
 
 /// The store with the fixture loaded; a `vip` tag; the media file of interaction 1.
 async fn loaded(file_db: bool) -> Env {
-    let env = Env::new(file_db);
+    load(Env::new(file_db)).await
+}
+
+/// [`loaded`] on PostgreSQL; `None` when that backend is skipped.
+async fn loaded_pg(test: &str) -> Option<Env> {
+    Some(load(Env::pg(test)?).await)
+}
+
+/// Runs each test body `<name>_on(env)` on the loaded SQLite store as `<name>` and on the
+/// loaded PostgreSQL store as `pg_<name>`: the two backends must behave the same.
+macro_rules! on_both_backends {
+    ($($body:ident => $name:ident, $pg:ident;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            $body(loaded(false).await).await
+        }
+
+        #[tokio::test]
+        async fn $pg() {
+            if let Some(env) = loaded_pg(stringify!($pg)).await {
+                $body(env).await
+            }
+        }
+    )*};
+}
+
+on_both_backends! {
+    ingest_is_idempotent_and_pairs_the_two_legs_on => ingest_is_idempotent_and_pairs_the_two_legs, pg_ingest_is_idempotent_and_pairs_the_two_legs;
+    ingest_needs_the_key_or_a_service_token_on => ingest_needs_the_key_or_a_service_token, pg_ingest_needs_the_key_or_a_service_token;
+    every_filter_and_wildcard_on => every_filter_and_wildcard, pg_every_filter_and_wildcard;
+    sql_metacharacters_are_only_text_on => sql_metacharacters_are_only_text, pg_sql_metacharacters_are_only_text;
+    bad_input_is_a_4xx_and_changes_nothing_on => bad_input_is_a_4xx_and_changes_nothing, pg_bad_input_is_a_4xx_and_changes_nothing;
+    permissions_per_access_level_on => permissions_per_access_level, pg_permissions_per_access_level;
+    notes_of_others_need_the_permission_on => notes_of_others_need_the_permission, pg_notes_of_others_need_the_permission;
+    legal_hold_blocks_deletion_on => legal_hold_blocks_deletion, pg_legal_hold_blocks_deletion;
+    tokens_that_are_refused_are_audited_on => tokens_that_are_refused_are_audited, pg_tokens_that_are_refused_are_audited;
+    csv_export_has_the_report_header_and_columns_on => csv_export_has_the_report_header_and_columns, pg_csv_export_has_the_report_header_and_columns;
+    media_download_with_ranges_on => media_download_with_ranges, pg_media_download_with_ranges;
+    media_takes_the_token_from_the_query_for_audio_elements_on => media_takes_the_token_from_the_query_for_audio_elements, pg_media_takes_the_token_from_the_query_for_audio_elements;
+}
+
+async fn load(env: Env) -> Env {
     let admin = env.admin();
     let r = env
         .call(
@@ -366,9 +426,7 @@ async fn loaded(file_db: bool) -> Env {
     env
 }
 
-#[tokio::test]
-async fn ingest_is_idempotent_and_pairs_the_two_legs() {
-    let env = loaded(false).await;
+async fn ingest_is_idempotent_and_pairs_the_two_legs_on(env: Env) {
     let admin = env.admin();
     // Five legs, four interactions: the paired leg joined the primary's.
     assert_eq!(env.total().await, 4);
@@ -415,9 +473,7 @@ async fn ingest_is_idempotent_and_pairs_the_two_legs() {
     assert_eq!(env.ingest(&wrong).await.status, StatusCode::CONFLICT);
 }
 
-#[tokio::test]
-async fn ingest_needs_the_key_or_a_service_token() {
-    let env = loaded(false).await;
+async fn ingest_needs_the_key_or_a_service_token_on(env: Env) {
     let leg = legs()[2].clone();
     let post = |uri: &str, hdr: Option<(&str, String)>| {
         let mut b = Request::builder()
@@ -483,9 +539,7 @@ async fn ingest_needs_the_key_or_a_service_token() {
     assert!(audit["total"].as_u64().unwrap() >= 4, "{audit}");
 }
 
-#[tokio::test]
-async fn every_filter_and_wildcard() {
-    let env = loaded(false).await;
+async fn every_filter_and_wildcard_on(env: Env) {
     let admin = env.admin();
     let t = env.get("/api/v1/tags", &admin).await.json();
     let vip = t[0]["id"].as_i64().unwrap();
@@ -627,9 +681,7 @@ async fn every_filter_and_wildcard() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn sql_metacharacters_are_only_text() {
-    let env = loaded(false).await;
+async fn sql_metacharacters_are_only_text_on(env: Env) {
     let admin = env.admin();
     let hostile = [
         "' OR 1=1 --",
@@ -681,9 +733,7 @@ async fn sql_metacharacters_are_only_text() {
     assert_eq!(env.total().await, 4);
 }
 
-#[tokio::test]
-async fn bad_input_is_a_4xx_and_changes_nothing() {
-    let env = loaded(false).await;
+async fn bad_input_is_a_4xx_and_changes_nothing_on(env: Env) {
     let admin = env.admin();
     let before = env.get("/api/v1/interactions/1", &admin).await.json();
     let tags_before = env.get("/api/v1/tags", &admin).await.json();
@@ -893,9 +943,7 @@ async fn bad_input_is_a_4xx_and_changes_nothing() {
 /// What each caller gets from each endpoint. Columns: no token, and users whose groups give
 /// them the profiles of [`profiles`] (none, own, own+groups, all), the global administrator,
 /// and the auditor, tag manager and system administrator profiles (no call access).
-#[tokio::test]
-async fn permissions_per_access_level() {
-    let env = loaded(false).await;
+async fn permissions_per_access_level_on(env: Env) {
     let callers: Vec<(&str, Option<String>)> = vec![
         ("anonymous", None),
         (
@@ -1189,9 +1237,7 @@ async fn permissions_per_access_level() {
     assert_eq!(String::from_utf8(r.body).unwrap().lines().count(), 5);
 }
 
-#[tokio::test]
-async fn notes_of_others_need_the_permission() {
-    let env = loaded(false).await;
+async fn notes_of_others_need_the_permission_on(env: Env) {
     let bob = env.token("bob@contoso.example", "b-1", &["g-team"]);
     let dave = env.token("dave@contoso.example", "d-1", &["g-all"]);
     let carol = env.token("carol@contoso.example", "c-1", &["g-team"]);
@@ -1237,9 +1283,7 @@ async fn notes_of_others_need_the_permission() {
     assert_eq!(d["noteDetails"], json!([]));
 }
 
-#[tokio::test]
-async fn legal_hold_blocks_deletion() {
-    let env = loaded(false).await;
+async fn legal_hold_blocks_deletion_on(env: Env) {
     let admin = env.admin();
     let hold = |on: bool| {
         let (env, admin) = (&env, admin.clone());
@@ -1306,9 +1350,7 @@ async fn legal_hold_blocks_deletion() {
     assert_eq!(env.total().await, 4);
 }
 
-#[tokio::test]
-async fn tokens_that_are_refused_are_audited() {
-    let env = loaded(false).await;
+async fn tokens_that_are_refused_are_audited_on(env: Env) {
     let expired = env.token_for("a@x", "a", &["g-all"], &[], now_secs() - 3600, TENANT);
     let other_tenant = env.token_for("a@x", "a", &["g-all"], &[], now_secs() + 600, "tenant-2");
     let forged = TokenKeys::hs256(&[2; 32], TENANT)
@@ -1363,9 +1405,7 @@ async fn tokens_that_are_refused_are_audited() {
     }
 }
 
-#[tokio::test]
-async fn csv_export_has_the_report_header_and_columns() {
-    let env = loaded(false).await;
+async fn csv_export_has_the_report_header_and_columns_on(env: Env) {
     let admin = env.admin();
     env.call(
         Method::PUT,
@@ -1455,9 +1495,7 @@ async fn csv_export_has_the_report_header_and_columns() {
     assert!(text.contains("Search Criteria,selection: 4"), "{text}");
 }
 
-#[tokio::test]
-async fn media_download_with_ranges() {
-    let env = loaded(false).await;
+async fn media_download_with_ranges_on(env: Env) {
     let admin = env.admin();
     let media: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
     let get = |range: Option<&'static str>, q: &'static str| {
@@ -1529,8 +1567,8 @@ async fn media_download_with_ranges() {
 }
 
 fn audit_verify(cfg: &crate::config::Config) -> anyhow::Result<String> {
-    let store = SqliteStore::open(&cfg.db_path())?;
-    crate::audit::verify_store(&store, &cfg.audit_anchor())
+    let store = crate::store::open(cfg)?;
+    crate::audit::verify_store(store.as_ref(), &cfg.audit_anchor())
 }
 
 #[tokio::test]
@@ -1589,6 +1627,61 @@ async fn the_audit_trail_detects_tampering() {
     assert!(e.contains("entries deleted"), "{e}");
     // An entry in the middle deleted.
     conn.execute("DELETE FROM audit WHERE id = 2", []).unwrap();
+    let e = audit_verify(&cfg).unwrap_err().to_string();
+    assert!(e.contains("entry 2 is missing"), "{e}");
+}
+
+/// The same tamper drill on PostgreSQL: the trail is append-only in the database (a trigger),
+/// and `audit verify` (through `database_url`) finds an edit and deletions.
+#[tokio::test]
+async fn pg_the_audit_trail_detects_tampering() {
+    let Some(env) = loaded_pg("pg_the_audit_trail_detects_tampering").await else {
+        return;
+    };
+    let admin = env.admin();
+    env.get("/api/v1/interactions/1", &admin).await;
+    env.get("/api/v1/interactions/1/media", &admin).await;
+    let db = env.pg.as_ref().unwrap();
+    let cfg = crate::config::Config {
+        data_dir: env.dir.path().to_path_buf(),
+        database_url: Some(db.url().expect("RECORDER_TEST_PG_URL is a URL")),
+        ..Default::default()
+    };
+    audit_verify(&cfg).unwrap();
+    let page = env
+        .get("/api/v1/audit?item=1&action=view", &admin)
+        .await
+        .json();
+    assert!(page["total"].as_u64().unwrap() >= 1);
+
+    let pg = db.config();
+    // One statement on its own connection, off the test's runtime thread.
+    let sql = |q: String| {
+        let pg = pg.clone();
+        std::thread::spawn(move || {
+            let mut c = pg.connect(postgres::NoTls).unwrap();
+            c.batch_execute(&q)
+                .map_err(|e| crate::store::StoreError::from(e).to_string())
+        })
+        .join()
+        .unwrap()
+    };
+    let e = sql("UPDATE audit SET description = 'x' WHERE id = 2".into()).unwrap_err();
+    assert!(e.contains("append-only"), "{e}");
+    assert!(sql("DELETE FROM audit WHERE id = 2".into()).is_err());
+    assert!(sql("TRUNCATE audit".into()).is_err());
+    sql("ALTER TABLE audit DISABLE TRIGGER USER".into()).unwrap();
+
+    sql("UPDATE audit SET description = description || ' (edited)' WHERE id = 3".into()).unwrap();
+    let e = audit_verify(&cfg).unwrap_err().to_string();
+    assert!(e.contains("entry 3") && e.contains("edited"), "{e}");
+    sql("UPDATE audit SET description = left(description, -9) WHERE id = 3".into()).unwrap();
+    audit_verify(&cfg).unwrap();
+
+    sql("DELETE FROM audit WHERE id = (SELECT MAX(id) FROM audit)".into()).unwrap();
+    let e = audit_verify(&cfg).unwrap_err().to_string();
+    assert!(e.contains("entries deleted"), "{e}");
+    sql("DELETE FROM audit WHERE id = 2".into()).unwrap();
     let e = audit_verify(&cfg).unwrap_err().to_string();
     assert!(e.contains("entry 2 is missing"), "{e}");
 }
@@ -1780,9 +1873,7 @@ async fn recording_profiles_are_checked_as_a_set_and_served_as_a_bot_host_file()
     }
 }
 
-#[tokio::test]
-async fn media_takes_the_token_from_the_query_for_audio_elements() {
-    let env = loaded(false).await;
+async fn media_takes_the_token_from_the_query_for_audio_elements_on(env: Env) {
     let admin = env.admin();
     let outsider = env.token("out@contoso.example", "out-oid", &[]);
     let media: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();

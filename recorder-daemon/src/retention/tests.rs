@@ -6,24 +6,42 @@ use crate::audit::{verify_chain, Anchor};
 use crate::model::LegUpdate;
 use crate::rbac::Scope;
 use crate::storage::memory::MemoryStorage;
+use crate::store::postgres::scratch::{test_store, ScratchDb};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Actor, DirectoryImport, SearchQuery};
+use crate::store::{Actor, DirectoryImport, SearchQuery, Store};
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
 struct World {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     mem: Arc<MemoryStorage>,
     retention: Retention,
     anchor: PathBuf,
     _dir: tempfile::TempDir,
+    /// The scratch PostgreSQL database of a `pg_` test.
+    _pg: Option<ScratchDb>,
 }
 
 fn world(cfg: RetentionConfig) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    world_on(cfg, dir, store, None)
+}
+
+/// [`world`] on PostgreSQL; `None` when that backend is skipped.
+fn pg_world(test: &str, cfg: RetentionConfig) -> Option<World> {
+    let (store, db) = test_store(test)?;
+    Some(world_on(cfg, tempfile::tempdir().unwrap(), store, Some(db)))
+}
+
+fn world_on(
+    cfg: RetentionConfig,
+    dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    pg: Option<ScratchDb>,
+) -> World {
     let d: DirectoryImport = serde_json::from_value(serde_json::json!({
         "users": [
             {"id": "oid-alice", "userPrincipalName": "alice@contoso.example"},
@@ -43,6 +61,7 @@ fn world(cfg: RetentionConfig) -> World {
         retention,
         anchor,
         _dir: dir,
+        _pg: pg,
     }
 }
 
@@ -218,9 +237,7 @@ fn the_hold_stops_the_retention_clock() {
     );
 }
 
-#[tokio::test]
-async fn the_issue_example_kept_until_september_first() {
-    let w = world(RetentionConfig::default());
+async fn the_issue_example_kept_until_september_first_on(w: World) {
     let id = w.call(&leg(
         "rec-apr3",
         "primary",
@@ -262,9 +279,7 @@ async fn the_issue_example_kept_until_september_first() {
     w.audit_ok();
 }
 
-#[tokio::test]
-async fn deletion_requests_run_in_the_next_cycle_for_both_scopes() {
-    let w = world(RetentionConfig::default());
+async fn deletion_requests_run_in_the_next_cycle_for_both_scopes_on(w: World) {
     let a = w.call(&leg(
         "rec-a",
         "primary",
@@ -326,9 +341,7 @@ async fn deletion_requests_run_in_the_next_cycle_for_both_scopes() {
     w.audit_ok();
 }
 
-#[tokio::test]
-async fn a_held_users_deletion_waits_for_the_release() {
-    let w = world(RetentionConfig::default());
+async fn a_held_users_deletion_waits_for_the_release_on(w: World) {
     let id = w.call(&leg(
         "rec-h",
         "primary",
@@ -377,9 +390,7 @@ async fn a_held_users_deletion_waits_for_the_release() {
     w.audit_ok();
 }
 
-#[tokio::test]
-async fn a_storage_failure_marks_nothing_and_the_next_cycle_retries() {
-    let w = world(RetentionConfig::default());
+async fn a_storage_failure_marks_nothing_and_the_next_cycle_retries_on(w: World) {
     let req = w.call(&leg(
         "rec-r",
         "primary",
@@ -431,9 +442,7 @@ async fn a_storage_failure_marks_nothing_and_the_next_cycle_retries() {
     w.audit_ok();
 }
 
-#[tokio::test]
-async fn an_unconfigured_storage_is_a_failure_not_a_deletion() {
-    let w = world(RetentionConfig::default());
+async fn an_unconfigured_storage_is_a_failure_not_a_deletion_on(w: World) {
     let mut l = leg(
         "rec-x",
         "primary",
@@ -450,9 +459,7 @@ async fn an_unconfigured_storage_is_a_failure_not_a_deletion() {
     assert_eq!(w.status(id).as_deref(), Some("Available"));
 }
 
-#[tokio::test]
-async fn a_meeting_keeps_the_longest_retention_of_its_legs() {
-    let w = world(RetentionConfig::default());
+async fn a_meeting_keeps_the_longest_retention_of_its_legs_on(w: World) {
     let start = "2026-03-02T10:00:00Z";
     // Recorded for Alice's 90-day profile and Bob's 365-day one; whichever arrives first.
     let short = leg("rec-m1", "primary", "meeting:t/p", "oid-alice", start, 90);
@@ -486,13 +493,7 @@ async fn a_meeting_keeps_the_longest_retention_of_its_legs() {
     assert!(w.mem.keys().is_empty());
 }
 
-#[tokio::test]
-async fn expiry_walks_in_batches_and_may_delete_metadata() {
-    let w = world(RetentionConfig {
-        batch_size: 2,
-        delete_metadata_on_expiry: true,
-        ..Default::default()
-    });
+async fn expiry_walks_in_batches_and_may_delete_metadata_on(w: World) {
     let ids: Vec<i64> = (0..5)
         .map(|i| {
             w.call(&leg(
@@ -538,6 +539,38 @@ async fn expiry_walks_in_batches_and_may_delete_metadata() {
         "the kept and the live call's objects"
     );
     w.audit_ok();
+}
+
+/// Runs each test body `<name>_on(world)` on SQLite as `<name>` and on PostgreSQL as
+/// `pg_<name>`, with the retention configuration given.
+macro_rules! on_both_backends {
+    ($($body:ident => $name:ident, $pg:ident, $cfg:expr;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            $body(world($cfg)).await
+        }
+
+        #[tokio::test]
+        async fn $pg() {
+            if let Some(w) = pg_world(stringify!($pg), $cfg) {
+                $body(w).await
+            }
+        }
+    )*};
+}
+
+on_both_backends! {
+    the_issue_example_kept_until_september_first_on => the_issue_example_kept_until_september_first, pg_the_issue_example_kept_until_september_first, RetentionConfig::default();
+    deletion_requests_run_in_the_next_cycle_for_both_scopes_on => deletion_requests_run_in_the_next_cycle_for_both_scopes, pg_deletion_requests_run_in_the_next_cycle_for_both_scopes, RetentionConfig::default();
+    a_held_users_deletion_waits_for_the_release_on => a_held_users_deletion_waits_for_the_release, pg_a_held_users_deletion_waits_for_the_release, RetentionConfig::default();
+    a_storage_failure_marks_nothing_and_the_next_cycle_retries_on => a_storage_failure_marks_nothing_and_the_next_cycle_retries, pg_a_storage_failure_marks_nothing_and_the_next_cycle_retries, RetentionConfig::default();
+    an_unconfigured_storage_is_a_failure_not_a_deletion_on => an_unconfigured_storage_is_a_failure_not_a_deletion, pg_an_unconfigured_storage_is_a_failure_not_a_deletion, RetentionConfig::default();
+    a_meeting_keeps_the_longest_retention_of_its_legs_on => a_meeting_keeps_the_longest_retention_of_its_legs, pg_a_meeting_keeps_the_longest_retention_of_its_legs, RetentionConfig::default();
+    expiry_walks_in_batches_and_may_delete_metadata_on => expiry_walks_in_batches_and_may_delete_metadata, pg_expiry_walks_in_batches_and_may_delete_metadata, RetentionConfig {
+            batch_size: 2,
+            delete_metadata_on_expiry: true,
+            ..Default::default()
+        };
 }
 
 #[test]

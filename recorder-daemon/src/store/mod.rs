@@ -3,6 +3,9 @@
 //! pool. Every query is parameterised; text from a request never reaches SQL text.
 
 pub mod activity;
+#[cfg(test)]
+mod conformance;
+pub mod postgres;
 pub mod retention;
 pub mod schema;
 pub mod sqlite;
@@ -38,6 +41,32 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Db(e.to_string())
     }
+}
+
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> Self {
+        // The client's own text for a server error is only "db error".
+        StoreError::Db(match e.as_db_error() {
+            Some(d) => format!("{} ({})", d.message(), d.code().code()),
+            None => e.to_string(),
+        })
+    }
+}
+
+/// The store `cfg` names: PostgreSQL when `database_url` is set, else SQLite in the data
+/// directory.
+pub fn open(cfg: &crate::config::Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    use anyhow::Context;
+    if let Some(url) = &cfg.database_url {
+        let s = postgres::PgStore::connect(url).context("connecting to PostgreSQL")?;
+        if !s.has_trigram_indexes() {
+            eprintln!("store: pg_trgm is not available; party and participant searches scan");
+        }
+        return Ok(std::sync::Arc::new(s));
+    }
+    let s = sqlite::SqliteStore::open(&cfg.db_path())
+        .with_context(|| format!("opening {}", cfg.db_path().display()))?;
+    Ok(std::sync::Arc::new(s))
 }
 
 /// Shorthand.

@@ -47,9 +47,9 @@ pub const SORT_COLUMNS: &[(&str, &str)] = &[
 /// How far apart the start times of the two bots' legs of one call may be. Both bots are
 /// invited by the same call within seconds; a transfer leg (same pairing key, same role) is
 /// told apart by its role, a later call of the same chain by this window.
-const PAIR_WINDOW_SECS: i64 = 120;
+pub(super) const PAIR_WINDOW_SECS: i64 = 120;
 
-const SUMMARY_COLUMNS: &str =
+pub(super) const SUMMARY_COLUMNS: &str =
     "i.id, i.pairing_key, i.call_id, i.target_display_name, i.target_upn, \
     i.on_behalf_of, i.transferred_by, i.transferred_to, i.called_party, i.calling_party, \
     i.answered_by, i.answered_time, i.start_time, i.release_time, i.sip_call_id, i.sys_call_id, \
@@ -107,12 +107,12 @@ fn exec(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Res
     conn.prepare_cached(sql)?.execute(p)
 }
 
-fn now() -> String {
+pub(super) fn now() -> String {
     fmt_time(&Utc::now())
 }
 
 /// Escapes `%`, `_` and `\` for `LIKE ... ESCAPE '\'`.
-fn like_escape(s: &str) -> String {
+pub(super) fn like_escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '%' | '_' | '\\') {
@@ -406,13 +406,13 @@ fn fill_lists(conn: &Connection, rows: &mut [InteractionSummary]) -> StoreResult
     Ok(())
 }
 
-fn party_cols(p: &Option<Party>) -> (String, String) {
+pub(super) fn party_cols(p: &Option<Party>) -> (String, String) {
     p.as_ref().map(|p| (p.label(), p.key())).unwrap_or_default()
 }
 
 /// Media status of an interaction from its legs: recording while one leg records, available
 /// when one leg has media, then the most hopeful of the rest.
-fn aggregate_status(legs: &[(BotRole, LegUpdate)]) -> MediaStatus {
+pub(super) fn aggregate_status(legs: &[(BotRole, LegUpdate)]) -> MediaStatus {
     use MediaStatus::*;
     for s in [Recording, Available, Pending, Failed, Unavailable, Deleted] {
         if legs.iter().any(|(_, l)| l.media_status == s) {
@@ -620,7 +620,7 @@ fn unique_violation(e: &rusqlite::Error) -> bool {
         if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
-fn page_bounds(page: u32, page_size: u32) -> (u32, u32, i64) {
+pub(super) fn page_bounds(page: u32, page_size: u32) -> (u32, u32, i64) {
     let page = page.max(1);
     let size = page_size.clamp(1, 10_000);
     (page, size, (page as i64 - 1) * size as i64)

@@ -1,0 +1,282 @@
+//! Store-level tests that every backend must pass the same way: each body takes a fresh
+//! store and runs as `sqlite_<name>` (in memory) and `pg_<name>` (scratch PostgreSQL
+//! database; skipped without `RECORDER_TEST_PG_URL`, see `postgres::scratch::test_store`).
+
+use std::sync::Arc;
+
+use super::activity::NewAlarm;
+use super::postgres::scratch::{test_store, ScratchDb};
+use super::sqlite::SqliteStore;
+use super::*;
+use crate::audit::{verify_chain, NewAudit};
+
+fn leg(rec: &str, role: &str, key: &str, start: &str) -> LegUpdate {
+    serde_json::from_value(serde_json::json!({
+        "callId": format!("c-{rec}"), "recordingId": rec, "botRole": role, "pairingKey": key,
+        "startTime": start, "direction": "None", "callType": "Queue Call",
+        "mediaStatus": "Pending"
+    }))
+    .unwrap()
+}
+
+fn all(sort: &str, descending: bool) -> SearchQuery {
+    SearchQuery {
+        sort: sort.into(),
+        descending,
+        page: 1,
+        page_size: 100,
+        ..Default::default()
+    }
+}
+
+fn ids(s: &dyn Store, q: &SearchQuery) -> Vec<i64> {
+    s.search(q, &Scope::All)
+        .unwrap()
+        .items
+        .iter()
+        .map(|i| i.id)
+        .collect()
+}
+
+fn a_batch_is_all_or_nothing(s: Arc<dyn Store>) {
+    let out = s
+        .upsert_legs(&[
+            leg("a", "primary", "k", "2026-01-01T00:00:00Z"),
+            leg("b", "paired", "k", "2026-01-01T00:00:00Z"),
+        ])
+        .unwrap();
+    assert_eq!(out[0].interaction_id, out[1].interaction_id, "one Pro call");
+    // The second item conflicts (same recording, other role): the first is not kept.
+    let err = s.upsert_legs(&[
+        leg("c", "primary", "k", "2026-01-01T00:00:00Z"),
+        leg("a", "paired", "k", "2026-01-01T00:00:00Z"),
+    ]);
+    assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+    assert_eq!(s.search(&all("id", false), &Scope::All).unwrap().total, 1);
+    assert_eq!(
+        s.get(out[0].interaction_id, &Scope::All)
+            .unwrap()
+            .unwrap()
+            .legs
+            .len(),
+        2
+    );
+}
+
+fn an_alarm_is_raised_once_and_cleared_once(s: Arc<dyn Store>) {
+    let a = NewAlarm {
+        name: "ConnectionFailed".into(),
+        oid: ".1.3.6.1.4.1.5003.9.40.3.2.0.101".into(),
+        source: "t/local".into(),
+        severity: "major".into(),
+        text: "full".into(),
+        corrective_action: "free space".into(),
+    };
+    assert!(s.alarm_raise(&a).unwrap().is_some());
+    assert!(s.alarm_raise(&a).unwrap().is_none());
+    assert_eq!(s.alarms_active().unwrap().len(), 1);
+    let c = s
+        .alarm_clear("ConnectionFailed", "t/local")
+        .unwrap()
+        .unwrap();
+    assert!(c.cleared_at.is_some());
+    assert!(s
+        .alarm_clear("ConnectionFailed", "t/local")
+        .unwrap()
+        .is_none());
+    assert!(s.alarm_raise(&a).unwrap().is_some());
+    s.activity_append("recordingRejected", "t/spool/x", "bad")
+        .unwrap();
+    let log = s.activity(1, 10).unwrap();
+    let kinds: Vec<_> = log.items.iter().map(|a| a.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "recordingRejected",
+            "alarmRaised",
+            "alarmCleared",
+            "alarmRaised"
+        ]
+    );
+}
+
+/// Names unique without regard to ASCII case, listed in that order; sorting puts missing
+/// values first ascending and last descending, as SQLite does.
+fn names_case_and_null_order(s: Arc<dyn Store>) {
+    s.create_tag("beta", "").unwrap();
+    s.create_tag("Alpha", "").unwrap();
+    assert!(matches!(
+        s.create_tag("ALPHA", ""),
+        Err(StoreError::Conflict(_))
+    ));
+    let names: Vec<String> = s.tags().unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["Alpha", "beta"]);
+    let a = s
+        .upsert_leg(&leg("n1", "primary", "k1", "2026-01-01T00:00:00Z"))
+        .unwrap();
+    let mut released = leg("n2", "primary", "k2", "2026-01-02T00:00:00Z");
+    released.release_time = Some("2026-01-02T00:10:00Z".parse().unwrap());
+    let b = s.upsert_leg(&released).unwrap();
+    let (a, b) = (a.interaction_id, b.interaction_id);
+    assert_eq!(ids(&*s, &all("releaseTime", false)), [a, b]);
+    assert_eq!(ids(&*s, &all("releaseTime", true)), [b, a]);
+    // Byte order, not a locale's: "Z" before "a".
+    let mut upper = leg("n3", "primary", "k3", "2026-01-03T00:00:00Z");
+    upper.call_id = "Zed".into();
+    let mut lower = leg("n4", "primary", "k4", "2026-01-04T00:00:00Z");
+    lower.call_id = "abe".into();
+    let c = s.upsert_leg(&upper).unwrap().interaction_id;
+    let d = s.upsert_leg(&lower).unwrap().interaction_id;
+    let q = SearchQuery {
+        ids: vec![c, d],
+        ..all("callId", false)
+    };
+    assert_eq!(ids(&*s, &q), [c, d]);
+}
+
+/// Whole words as FTS5 `unicode61` splits them: e-mail addresses and hyphenated words are
+/// several words, case and accents do not matter, a prefix is not a word.
+fn notes_match_whole_words(s: Arc<dyn Store>) {
+    let id = s
+        .upsert_leg(&leg("w1", "primary", "kw", "2026-01-01T00:00:00Z"))
+        .unwrap()
+        .interaction_id;
+    let me = Actor {
+        oid: "o".into(),
+        upn: "o@contoso.example".into(),
+    };
+    s.add_note(
+        id,
+        &me,
+        "Call-back to alice@contoso.example about the Café order #42",
+        &Scope::All,
+    )
+    .unwrap();
+    for (words, hit) in [
+        ("contoso", true),
+        ("ALICE", true),
+        ("back call", true),
+        ("cafe", true),
+        ("42", true),
+        ("caf", false),
+        ("order refund", false),
+        ("alice@contoso.example", true),
+    ] {
+        let q = SearchQuery {
+            notes: Some(words.into()),
+            ..all("id", false)
+        };
+        assert_eq!(ids(&*s, &q).len(), hit as usize, "{words:?}");
+    }
+    let q = SearchQuery {
+        notes: Some("+++".into()),
+        ..all("id", false)
+    };
+    assert!(matches!(
+        s.search(&q, &Scope::All),
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+/// Both legs of Pro calls posted at the same time from many threads: each call is one
+/// interaction with two legs, and the audit chain written meanwhile from many threads holds.
+fn concurrent_ingest_pairs_and_audit_chains(s: Arc<dyn Store>) {
+    let calls = 20;
+    std::thread::scope(|sc| {
+        for role in ["primary", "paired"] {
+            for part in 0..2 {
+                let s = s.clone();
+                sc.spawn(move || {
+                    for i in (part..calls).step_by(2) {
+                        let rec = format!("{role}-{i}");
+                        s.upsert_leg(&leg(
+                            &rec,
+                            role,
+                            &format!("call-{i}"),
+                            "2026-01-01T00:00:00Z",
+                        ))
+                        .unwrap();
+                    }
+                });
+            }
+        }
+        for t in 0..4 {
+            let s = s.clone();
+            sc.spawn(move || {
+                for i in 0..10 {
+                    s.audit_append(&NewAudit {
+                        user_oid: format!("t{t}"),
+                        user_upn: format!("t{t}@contoso.example"),
+                        action: "view",
+                        item_type: "interaction",
+                        item: i.to_string(),
+                        description: format!("thread {t} entry {i}"),
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let page = s.search(&all("id", false), &Scope::All).unwrap();
+    assert_eq!(page.total, calls);
+    for i in page.items {
+        assert_eq!(s.get(i.id, &Scope::All).unwrap().unwrap().legs.len(), 2);
+    }
+    assert_eq!(verify_chain(&s.audit_all().unwrap(), None).unwrap(), 40);
+}
+
+macro_rules! on_both_backends {
+    ($($body:ident => $sqlite:ident, $pg:ident;)*) => {$(
+        #[test]
+        fn $sqlite() {
+            $body(Arc::new(SqliteStore::in_memory().unwrap()))
+        }
+
+        #[test]
+        fn $pg() {
+            let Some((store, _db)): Option<(Arc<super::postgres::PgStore>, ScratchDb)> =
+                test_store(stringify!($pg))
+            else {
+                return;
+            };
+            $body(store)
+        }
+    )*};
+}
+
+on_both_backends! {
+    a_batch_is_all_or_nothing => sqlite_a_batch_is_all_or_nothing, pg_a_batch_is_all_or_nothing;
+    an_alarm_is_raised_once_and_cleared_once => sqlite_an_alarm_is_raised_once_and_cleared_once,
+        pg_an_alarm_is_raised_once_and_cleared_once;
+    names_case_and_null_order => sqlite_names_case_and_null_order, pg_names_case_and_null_order;
+    notes_match_whole_words => sqlite_notes_match_whole_words, pg_notes_match_whole_words;
+    concurrent_ingest_pairs_and_audit_chains => sqlite_concurrent_ingest_pairs_and_audit_chains,
+        pg_concurrent_ingest_pairs_and_audit_chains;
+}
+
+/// Migrations run once; a database newer than the binary is refused.
+#[test]
+fn pg_migrations_run_once_and_a_newer_schema_is_refused() {
+    let Some((store, db)) = test_store("pg_migrations_run_once_and_a_newer_schema_is_refused")
+    else {
+        return;
+    };
+    drop(store);
+    let again = db.store().unwrap();
+    drop(again);
+    let mut c = db.config().connect(::postgres::NoTls).unwrap();
+    let v: i32 = c
+        .query_one("SELECT version FROM schema_version", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(v as usize, super::postgres::schema::MIGRATIONS.len());
+    c.execute("UPDATE schema_version SET version = version + 1", &[])
+        .unwrap();
+    drop(c);
+    let e = db
+        .store()
+        .err()
+        .expect("a newer schema is refused")
+        .to_string();
+    assert!(e.contains("newer than this binary"), "{e}");
+}
