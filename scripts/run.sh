@@ -155,7 +155,7 @@ total=$(api GET "/api/v1/interactions?pageSize=1" | python3 -c 'import json,sys;
 available=$(api GET "/api/v1/interactions?mediaStatus=Available&pageSize=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
 echo "interactions in the store: $total, available: $available; still in the spools: $sealed" >&2
 echo "== recorder-daemon verify (every stored recording, both storages)" >&2
-mapfile -t stored < <(find "$live/store/storage" "$live/store/storage-local-geo" -name manifest.json -printf '%h\n' 2>/dev/null)
+mapfile -t stored < <(find "$live/store/storage" "$live/store/storage-local-geo" -name manifest.json -not -path '*/merged/*' -printf '%h\n' 2>/dev/null)
 $bin/recorder-daemon verify "${stored[@]}" | tail -n 3
 alarms=$(api GET /api/v1/alarms | python3 -c 'import json,sys; a=json.load(sys.stdin); print(len(a) if isinstance(a, list) else len(a.get("items", [])))')
 echo "active alarms: $alarms (the simulator's deliberately refused and failed calls among them; see Settings > Alarms)" >&2

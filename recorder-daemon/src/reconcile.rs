@@ -125,7 +125,10 @@ impl Reconciler {
 
     /// Runs a round every `interval_secs`, forever.
     pub async fn run(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_secs(self.cfg.interval_secs.max(1)));
+        // The first round waits one interval: bot-hosts started with the daemon are not
+        // reported unreachable for the seconds they take to come up.
+        let every = Duration::from_secs(self.cfg.interval_secs.max(1));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tick.tick().await;
             let r = self.round(Utc::now()).await;

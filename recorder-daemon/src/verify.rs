@@ -66,6 +66,12 @@ pub fn verify_recording(dir: &Path) -> Result<Vec<String>> {
             check.pages
         ));
     }
+    // A stored Pro recording carries the merge of its two legs in `merged/`, a recording
+    // directory with its own manifest (docs/storage.md, "Merged recordings").
+    let merged = dir.join(crate::merge::MERGED_DIR);
+    if merged.is_dir() {
+        lines.extend(verify_recording(&merged)?);
+    }
     Ok(lines)
 }
 
@@ -117,7 +123,11 @@ fn verify_manifest(dir: &Path) -> Result<Option<String>> {
         listed.insert(name.to_string());
     }
     for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == crate::merge::MERGED_DIR && entry.file_type()?.is_dir() {
+            continue; // verified on its own by verify_recording
+        }
         ensure!(
             name == "manifest.json" || listed.contains(&name),
             "{}: {name} is not in the manifest (added after sealing)",
