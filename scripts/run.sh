@@ -158,7 +158,7 @@ echo "== recorder-daemon verify (every stored recording, both storages)" >&2
 mapfile -t stored < <(find "$live/store/storage" "$live/store/storage-local-geo" -name manifest.json -not -path '*/merged/*' -printf '%h\n' 2>/dev/null)
 $bin/recorder-daemon verify "${stored[@]}" | tail -n 3
 alarms=$(api GET /api/v1/alarms | python3 -c 'import json,sys; a=json.load(sys.stdin); print(len(a) if isinstance(a, list) else len(a.get("items", [])))')
-echo "active alarms: $alarms (the simulator's deliberately refused and failed calls among them; see Settings > Alarms)" >&2
+echo "active alarms: $alarms (Settings > Alarms in the UI)" >&2
 
 echo
 echo "Replayed recording: $out/   (one .ogg per participant, mixed.ogg, segments.json, meta.json)"
