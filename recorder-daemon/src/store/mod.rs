@@ -336,6 +336,27 @@ pub struct LegMedia {
     pub media_status: MediaStatus,
 }
 
+impl LegMedia {
+    /// From a `legs` row: recording id, media status, media path and the posted JSON body
+    /// (both backends store legs alike).
+    pub fn from_row(
+        recording_id: String,
+        status: &str,
+        path: Option<String>,
+        body: &str,
+    ) -> StoreResult<Self> {
+        let leg: LegUpdate =
+            serde_json::from_str(body).map_err(|e| StoreError::Db(e.to_string()))?;
+        Ok(LegMedia {
+            media_path: path
+                .unwrap_or_else(|| crate::storage::media_path(&leg.start_time, &recording_id)),
+            recording_id,
+            storage: leg.storage,
+            media_status: MediaStatus::parse(status).unwrap_or(MediaStatus::Unavailable),
+        })
+    }
+}
+
 /// A recorded user of an interaction with their legal hold state and history (also for users
 /// no longer in the directory).
 #[derive(Debug, Clone, PartialEq, Eq)]

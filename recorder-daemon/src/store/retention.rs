@@ -172,19 +172,9 @@ pub fn retention_item(conn: &Connection, id: i64) -> StoreResult<Option<Retentio
         )?;
         let mut rows = st.query([id])?;
         while let Some(r) = rows.next()? {
-            let recording_id: String = r.get(0)?;
             let st: String = r.get(1)?;
-            let path: Option<String> = r.get(2)?;
             let body: String = r.get(3)?;
-            let leg: LegUpdate =
-                serde_json::from_str(&body).map_err(|e| StoreError::Db(e.to_string()))?;
-            legs.push(LegMedia {
-                media_path: path
-                    .unwrap_or_else(|| crate::storage::media_path(&leg.start_time, &recording_id)),
-                recording_id,
-                storage: leg.storage,
-                media_status: MediaStatus::parse(&st).unwrap_or(MediaStatus::Unavailable),
-            });
+            legs.push(LegMedia::from_row(r.get(0)?, &st, r.get(2)?, &body)?);
         }
     }
     // A user removed from the directory keeps their hold history: the calls a past hold

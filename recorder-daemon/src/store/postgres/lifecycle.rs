@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use postgres::{GenericClient, Row};
 
 use super::admin::user_from_row;
-use crate::model::{fmt_time, LegUpdate, MediaStatus};
+use crate::model::{fmt_time, MediaStatus};
 use crate::store::activity::{Activity, Alarm, NewAlarm};
 use crate::store::sqlite::now;
 use crate::store::{
@@ -159,19 +159,9 @@ pub fn retention_item(c: &mut impl GenericClient, id: i64) -> StoreResult<Option
         "SELECT recording_id, media_status, media_path, body FROM legs WHERE interaction_id = $1 ORDER BY id",
         &[&id],
     )? {
-        let recording_id: String = r.try_get(0)?;
         let st: String = r.try_get(1)?;
-        let path: Option<String> = r.try_get(2)?;
         let body: String = r.try_get(3)?;
-        let leg: LegUpdate =
-            serde_json::from_str(&body).map_err(|e| StoreError::Db(e.to_string()))?;
-        legs.push(LegMedia {
-            media_path: path
-                .unwrap_or_else(|| crate::storage::media_path(&leg.start_time, &recording_id)),
-            recording_id,
-            storage: leg.storage,
-            media_status: MediaStatus::parse(&st).unwrap_or(MediaStatus::Unavailable),
-        });
+        legs.push(LegMedia::from_row(r.try_get(0)?, &st, r.try_get(2)?, &body)?);
     }
     // A user removed from the directory keeps their hold history (see store/retention.rs).
     let rows = c.query(
