@@ -322,6 +322,9 @@ pub struct LegUpdate {
     pub media_path: Option<String>,
 }
 
+/// The longest retention a leg may ask for: 100 years.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
 impl LegUpdate {
     /// Refuses values that would make no sense stored (bounded sizes, relative media path).
     pub fn validate(&self) -> Result<(), String> {
@@ -341,7 +344,23 @@ impl LegUpdate {
         if let Some(p) = &self.media_path {
             crate::media::check_relative(p).map_err(|e| format!("mediaPath: {e}"))?;
         }
+        if self.retention_days > MAX_RETENTION_DAYS {
+            return Err(format!(
+                "retentionDays must be at most {MAX_RETENTION_DAYS} (100 years)"
+            ));
+        }
         Ok(())
+    }
+
+    /// When this leg's media expires: its explicit expiration, else its start plus its
+    /// retention days; `None` without either, or when the sum leaves the calendar (a leg
+    /// stored before validation bounded the days must not take the store down).
+    pub fn expiry(&self) -> Option<DateTime<Utc>> {
+        self.expiration.or_else(|| {
+            (self.retention_days > 0).then_some(())?;
+            self.start_time
+                .checked_add_signed(chrono::Duration::days(i64::from(self.retention_days)))
+        })
     }
 }
 
@@ -524,4 +543,26 @@ pub struct InteractionDetail {
     pub merge: MergeInfo,
     /// What `GET .../media?leg=` can serve, best first ([`playable_legs`]).
     pub playable_legs: Vec<&'static str>,
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+
+    #[test]
+    fn an_expiry_past_the_calendar_is_none_not_a_panic() {
+        let mut leg: LegUpdate = serde_json::from_value(serde_json::json!({
+            "callId": "c", "recordingId": "r", "botRole": "primary", "pairingKey": "k",
+            "startTime": "+262142-01-01T00:00:00Z", "direction": "Incoming",
+            "callType": "PSTN p2p", "mediaStatus": "Recording", "retentionDays": 36500,
+        }))
+        .unwrap();
+        assert_eq!(leg.expiry(), None);
+        leg.start_time = "2026-01-01T00:00:00Z".parse().unwrap();
+        leg.retention_days = 90;
+        assert_eq!(
+            leg.expiry().unwrap().to_rfc3339(),
+            "2026-04-01T00:00:00+00:00"
+        );
+    }
 }

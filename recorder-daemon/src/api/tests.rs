@@ -1968,3 +1968,37 @@ async fn the_web_interface_is_served_at_ui() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.headers["location"], "/ui/");
 }
+
+/// Found by schemathesis: a leg whose start plus retention days leaves the calendar made the
+/// expiry sum panic inside the store. Now it is a clear 400, nothing is stored, and the store
+/// keeps answering.
+#[tokio::test]
+async fn a_retention_past_the_calendar_is_refused_and_the_store_keeps_working() {
+    let env = Env::new(false);
+    let admin = env.admin();
+    for (days, start) in [
+        (4_294_967_295u64, "2026-03-02T10:00:00Z"),
+        (36_501, "2026-03-02T10:00:00Z"),
+    ] {
+        let mut leg = legs()[0].clone();
+        leg["retentionDays"] = json!(days);
+        leg["startTime"] = json!(start);
+        let r = env.ingest(&leg).await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("retentionDays"));
+    }
+    let r = env.get("/api/v1/interactions", &admin).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["total"], 0);
+    let mut leg = legs()[0].clone();
+    leg["retentionDays"] = json!(36_500);
+    assert_eq!(env.ingest(&leg).await.status, StatusCode::CREATED);
+}

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
 
@@ -95,9 +95,9 @@ impl SqliteStore {
     }
 
     fn lock(&self) -> StoreResult<std::sync::MutexGuard<'_, Connection>> {
-        self.conn
-            .lock()
-            .map_err(|_| StoreError::Db("connection lock poisoned".into()))
+        // A panic in one store call must not take every later call down with it: the
+        // transaction it held was rolled back when it unwound, so the connection is sound.
+        Ok(self.conn.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -468,12 +468,7 @@ fn recompute(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
     // either does not shorten the others'.
     let expiration = legs
         .iter()
-        .filter_map(|(_, l)| {
-            l.expiration.or_else(|| {
-                (l.retention_days > 0)
-                    .then(|| l.start_time + Duration::days(l.retention_days as i64))
-            })
-        })
+        .filter_map(|(_, l)| l.expiry())
         .max()
         .map(|t| fmt_time(&t));
     exec(

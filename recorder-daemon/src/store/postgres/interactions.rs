@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
 use postgres::{GenericClient, Row, Statement};
 
@@ -328,12 +328,7 @@ fn recompute(tx: &mut impl GenericClient, px: &mut Prepared, id: i64) -> StoreRe
     // The longest retention any leg carries (see sqlite.rs).
     let expiration = legs
         .iter()
-        .filter_map(|(_, l)| {
-            l.expiration.or_else(|| {
-                (l.retention_days > 0)
-                    .then(|| l.start_time + Duration::days(l.retention_days as i64))
-            })
-        })
+        .filter_map(|(_, l)| l.expiry())
         .max()
         .map(|t| fmt_time(&t));
     px.execute(
