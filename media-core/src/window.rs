@@ -89,10 +89,18 @@ pub fn cut(input: &[u8], start: u64, end: u64) -> Result<Cut, WindowError> {
         packets.push((p.data, n));
     }
     let offset = first_page.map_or(0, |(g, n)| g.saturating_sub(n));
+    // A granule near u64::MAX is legal on the wire but leaves no room for the stream's own
+    // samples; such a file was not written by an encoder.
+    let total: u64 = packets.iter().map(|(_, n)| n).sum();
+    if offset.checked_add(total).is_none() {
+        return Err(WindowError::Corrupt(
+            "granule position leaves no room for the stream's samples".into(),
+        ));
+    }
 
     // Decoder positions: playback sample s is decoder sample s + pre_skip.
     let pre_skip = u64::from(head.pre_skip);
-    let (from, to) = (start + pre_skip, end + pre_skip);
+    let (from, to) = (start.saturating_add(pre_skip), end.saturating_add(pre_skip));
     let mut at = offset;
     let mut first = None;
     let mut last = None;
@@ -121,7 +129,7 @@ pub fn cut(input: &[u8], start: u64, end: u64) -> Result<Cut, WindowError> {
             let skip = from.saturating_sub(p0_at);
             out_head.pre_skip = u16::try_from(skip)
                 .map_err(|_| WindowError::Corrupt("pre-roll exceeds a u16 pre-skip".into()))?;
-            let playable = to.min(stream_end) - from.max(offset);
+            let playable = to.min(stream_end).saturating_sub(from.max(offset));
             (p0..l + 1, playable)
         }
         _ => {
@@ -335,6 +343,29 @@ mod tests {
         assert!(out.status.success(), "{text}");
         assert!(!text.to_lowercase().contains("warning"), "{text}");
         assert!(text.contains("Playback length: 0m:01.458s"), "{text}");
+    }
+
+    /// A first page whose granule is near u64::MAX (found by the `ogg_window` fuzz target).
+    #[test]
+    fn a_granule_at_the_end_of_time_is_an_error_not_an_overflow() {
+        let full = tone_stream(3);
+        let mut r = ogg::PacketReader::new(Cursor::new(&full[..]));
+        let mut out = Vec::new();
+        let mut w = ogg::PacketWriter::new(&mut out);
+        // One packet per page, every audio page claiming the same late granule: the later
+        // pages' samples run past u64::MAX.
+        while let Some(p) = r.read_packet().unwrap() {
+            let gp = if p.absgp_page() > 0 {
+                u64::MAX - 500
+            } else {
+                0
+            };
+            w.write_packet(p.data, 7, ogg::PacketWriteEndInfo::EndPage, gp)
+                .unwrap();
+        }
+        drop(w);
+        assert!(matches!(cut(&out, 0, 10), Err(WindowError::Corrupt(_))));
+        assert!(cut(&full, u64::MAX - 10, u64::MAX).is_ok());
     }
 
     #[test]
