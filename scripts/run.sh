@@ -12,9 +12,29 @@
 # Everything lands under out/.
 #   scripts/run.sh                                   (both parts; Ctrl-C to stop)
 #   scripts/run.sh --no-wait                         (stop as soon as everything is stored)
+#   scripts/run.sh --realtime                        (the simulator at real time, not --fast)
+#   scripts/run.sh --no-sim                          (the product only: bring your own calls)
 #   scripts/run.sh CAPTURE [--srtp-key KEY]...       (replay your own capture only)
+# For scripts driving the running product (scripts/e2e-main.sh, scripts/fault-drill.sh):
+#   out/live/product.json  written once every process is up: URLs, tokens, pids, configs;
+#   out/live/stored.json   written once the simulated calls are stored and verified (counts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+wait_for_ctrl_c=1
+sim_mode=--fast
+simulate=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-wait) wait_for_ctrl_c=0 ;;
+    --realtime) sim_mode=--realtime ;;
+    --no-sim) simulate=0 ;;
+    --help | -h) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) break ;;
+  esac
+  shift
+done
 
 bash scripts/setup.sh
 cargo build --release --locked -q -p bot-host -p recorder-daemon
@@ -28,8 +48,6 @@ check_oggs() {
   done
 }
 
-wait_for_ctrl_c=1
-if [ "${1:-}" = "--no-wait" ]; then wait_for_ctrl_c=0; shift; fi
 
 out=out/demo
 rm -rf "$out"
@@ -142,7 +160,27 @@ CONF
 start_bot primary "$primary_port"
 start_bot paired "$paired_port"
 echo "store: $store   primary bot-host: $primary   paired bot-host: $paired" >&2
-$bin/bot-host simulate --to "$primary" --paired-to "$paired" --fast
+python3 - "$live/product.json" <<PY
+import json, sys
+json.dump({
+    "store": "$store", "ui": "$store/ui/", "tenant": "$tenant", "ingestKey": "$ingest_key",
+    "adminToken": "$admin", "supervisorToken": "$supervisor",
+    "storeConfig": "$PWD/$live/store/recorder.toml",
+    "bots": [
+        {"role": "primary", "url": "$primary", "config": "$PWD/$live/primary.toml", "pid": ${pids[1]}},
+        {"role": "paired", "url": "$paired", "config": "$PWD/$live/paired.toml", "pid": ${pids[2]}},
+    ],
+    "daemonPid": ${pids[0]}, "bin": "$PWD/$bin",
+}, open(sys.argv[1], "w"), indent=2)
+PY
+if [ "$simulate" -eq 0 ]; then
+  echo "The product:        $store/ui/   (details in $live/product.json)"
+  echo "  administrator:    $store/ui/#token=$admin"
+  echo "  supervisor:       $store/ui/#token=$supervisor   (sam: the traders' calls only)"
+  echo "Running until Ctrl-C."
+  while :; do sleep 3600; done
+fi
+$bin/bot-host simulate --to "$primary" --paired-to "$paired" $sim_mode
 
 echo "== waiting for every recording to be uploaded, verified and indexed" >&2
 for _ in $(seq 240); do
@@ -159,6 +197,7 @@ mapfile -t stored < <(find "$live/store/storage" "$live/store/storage-local-geo"
 $bin/recorder-daemon verify "${stored[@]}" | tail -n 3
 alarms=$(api GET /api/v1/alarms | python3 -c 'import json,sys; a=json.load(sys.stdin); print(len(a) if isinstance(a, list) else len(a.get("items", [])))')
 echo "active alarms: $alarms (Settings > Alarms in the UI)" >&2
+echo "{\"interactions\": $total, \"available\": $available, \"inSpools\": $sealed, \"alarms\": $alarms}" >"$live/stored.json"
 
 echo
 echo "Replayed recording: $out/   (one .ogg per participant, mixed.ogg, segments.json, meta.json)"
