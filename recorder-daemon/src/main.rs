@@ -87,6 +87,9 @@ enum Command {
         /// Runs of each search.
         #[arg(long, default_value_t = 200)]
         runs: usize,
+        /// Concurrent posters (threads posting one leg at a time) for the second tenth.
+        #[arg(long, default_value_t = 16)]
+        posters: u64,
         /// A PostgreSQL server (`postgres://...`, a role that may create databases): the
         /// benchmark runs in a scratch database there, dropped at the end, instead of SQLite.
         #[arg(long)]
@@ -183,8 +186,9 @@ fn main() -> ExitCode {
             dir,
             interactions,
             runs,
+            posters,
             database_url,
-        } => bench::run(&dir, interactions, runs, database_url.as_deref()),
+        } => bench::run(&dir, interactions, runs, posters, database_url.as_deref()),
         Command::Upload {
             once,
             config,

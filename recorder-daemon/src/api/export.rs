@@ -117,15 +117,29 @@ async fn export(
     loop {
         let (qq, sc) = (q.clone(), scope.clone());
         let page = state.run(move |s| s.search(&qq, &sc)).await?;
-        if page.total > MAX_ROWS {
+        // A broad search's total is only a lower bound (the store stops counting): the rows
+        // read so far tell when it is too large.
+        let at_least = page.total.max(rows.len() as u64 + page.items.len() as u64);
+        if at_least > MAX_ROWS {
+            let more = if page.total_is_lower_bound {
+                "more than "
+            } else {
+                ""
+            };
             return Err(AppError::bad_request(format!(
-                "the search matches {} calls; narrow it to at most {MAX_ROWS}",
-                page.total
+                "the search matches {more}{} calls; narrow it to at most {MAX_ROWS}",
+                if page.total_is_lower_bound {
+                    MAX_ROWS
+                } else {
+                    at_least
+                }
             )));
         }
         let n = page.items.len();
         rows.extend(page.items);
-        if n < q.page_size as usize || rows.len() as u64 >= page.total {
+        if n < q.page_size as usize
+            || (!page.total_is_lower_bound && rows.len() as u64 >= page.total)
+        {
             break;
         }
         q.page += 1;

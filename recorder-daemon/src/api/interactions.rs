@@ -144,7 +144,11 @@ async fn run_search(
             "view",
             "search",
             "",
-            format!("{criteria} ({} results)", page.total),
+            format!(
+                "{criteria} ({}{} results)",
+                page.total,
+                if page.total_is_lower_bound { "+" } else { "" }
+            ),
         ))
         .await?;
     Ok(Json(page).into_response())

@@ -210,6 +210,7 @@ pub fn page(conn: &Connection, page: u32, page_size: u32) -> StoreResult<Page<Ac
         .collect::<Result<_, _>>()?;
     Ok(Page {
         total: total as u64,
+        total_is_lower_bound: false,
         page,
         page_size: size,
         items,

@@ -225,6 +225,92 @@ fn concurrent_ingest_pairs_and_audit_chains(s: Arc<dyn Store>) {
     assert_eq!(verify_chain(&s.audit_all().unwrap(), None).unwrap(), 40);
 }
 
+/// Concurrent posts (which SQLite commits together) keep their own outcomes: a refused post
+/// fails alone, a post retried at the same time creates its leg once.
+fn concurrent_posts_succeed_or_fail_alone(s: Arc<dyn Store>) {
+    let start = "2026-01-01T00:00:00Z";
+    let first = s.upsert_leg(&leg("x", "primary", "kx", start)).unwrap();
+    let results: Vec<StoreResult<UpsertOutcome>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..24)
+            .map(|t| {
+                let s = s.clone();
+                sc.spawn(move || match t {
+                    // The same recording as another role: refused.
+                    0 | 1 => s.upsert_leg(&leg("x", "paired", "kx", start)),
+                    // One post retried four times at once.
+                    2..=5 => s.upsert_leg(&leg("dup", "primary", "kd", start)),
+                    _ => s.upsert_leg(&leg(&format!("r{t}"), "primary", &format!("k{t}"), start)),
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (t, r) in results.iter().enumerate() {
+        match t {
+            0 | 1 => assert!(matches!(r, Err(StoreError::Conflict(_))), "{t}: {r:?}"),
+            _ => assert!(r.is_ok(), "{t}: {r:?}"),
+        }
+    }
+    let dups: Vec<UpsertOutcome> = results[2..=5]
+        .iter()
+        .map(|r| *r.as_ref().unwrap())
+        .collect();
+    assert!(dups
+        .iter()
+        .all(|o| o.interaction_id == dups[0].interaction_id));
+    assert_eq!(dups.iter().filter(|o| o.created_leg).count(), 1);
+    assert_eq!(dups.iter().filter(|o| o.created_interaction).count(), 1);
+    // x, dup and the 18 others; x kept its one leg.
+    assert_eq!(s.search(&all("id", false), &Scope::All).unwrap().total, 20);
+    let x = s.get(first.interaction_id, &Scope::All).unwrap().unwrap();
+    assert_eq!(x.legs.len(), 1);
+}
+
+/// A search counts up to `TOTAL_CAP` matches; beyond, the total is a lower bound, exact again
+/// on a short last page.
+fn a_broad_search_counts_up_to_the_cap(s: Arc<dyn Store>) {
+    let n = TOTAL_CAP + 120;
+    let legs: Vec<LegUpdate> = (0..n)
+        .map(|i| {
+            let mut l = leg(
+                &format!("r{i}"),
+                "primary",
+                &format!("k{i}"),
+                "2026-01-01T00:00:00Z",
+            );
+            l.start_time += chrono::Duration::seconds(i as i64);
+            l
+        })
+        .collect();
+    s.upsert_legs(&legs).unwrap();
+    let mut q = all("startTime", true);
+    q.page_size = 50;
+    let p = s.search(&q, &Scope::All).unwrap();
+    assert_eq!((p.total, p.total_is_lower_bound), (TOTAL_CAP, true));
+    assert_eq!(p.items.len(), 50);
+    assert_eq!(p.items[0].id, n as i64, "newest first");
+    // Deep, full page: at least the rows up to it.
+    q.page = (TOTAL_CAP / 50) as u32 + 1;
+    let p = s.search(&q, &Scope::All).unwrap();
+    assert_eq!((p.total, p.total_is_lower_bound), (TOTAL_CAP + 50, true));
+    // The short last page tells the exact total.
+    q.page_size = 100;
+    q.page = (n / 100) as u32 + 1;
+    let p = s.search(&q, &Scope::All).unwrap();
+    assert_eq!(p.items.len(), (n % 100) as usize);
+    assert_eq!((p.total, p.total_is_lower_bound), (n, false));
+    // Past the end: nothing to see, the bound stays.
+    q.page += 1;
+    let p = s.search(&q, &Scope::All).unwrap();
+    assert!(p.items.is_empty());
+    assert_eq!((p.total, p.total_is_lower_bound), (TOTAL_CAP, true));
+    // A selective search is counted exactly.
+    let mut q = all("id", false);
+    q.ids = vec![1, 2, 3];
+    let p = s.search(&q, &Scope::All).unwrap();
+    assert_eq!((p.total, p.total_is_lower_bound), (3, false));
+}
+
 macro_rules! on_both_backends {
     ($($body:ident => $sqlite:ident, $pg:ident;)*) => {$(
         #[test]
@@ -252,6 +338,10 @@ on_both_backends! {
     notes_match_whole_words => sqlite_notes_match_whole_words, pg_notes_match_whole_words;
     concurrent_ingest_pairs_and_audit_chains => sqlite_concurrent_ingest_pairs_and_audit_chains,
         pg_concurrent_ingest_pairs_and_audit_chains;
+    concurrent_posts_succeed_or_fail_alone => sqlite_concurrent_posts_succeed_or_fail_alone,
+        pg_concurrent_posts_succeed_or_fail_alone;
+    a_broad_search_counts_up_to_the_cap => sqlite_a_broad_search_counts_up_to_the_cap,
+        pg_a_broad_search_counts_up_to_the_cap;
 }
 
 /// Migrations run once; a database newer than the binary is refused.

@@ -144,18 +144,44 @@ pub struct SearchQuery {
     pub page_size: u32,
 }
 
+/// An interaction search counts its matches up to this many and no further: counting every
+/// match of a broad search (a common word in the notes) costs more than finding its first
+/// page. Beyond it the total is a lower bound ([`Page::total_is_lower_bound`]).
+pub const TOTAL_CAP: u64 = 1_000;
+
 /// One page of results.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
-    /// Matching rows in all.
+    /// Matching rows in all, or at least that many when `total_is_lower_bound`.
     pub total: u64,
+    /// `total` is a lower bound: the count stopped at [`TOTAL_CAP`] (or at the rows up to this
+    /// page, when deeper). Only interaction searches stop counting.
+    pub total_is_lower_bound: bool,
     /// This page (1-based).
     pub page: u32,
     /// Page size.
     pub page_size: u32,
     /// The rows.
     pub items: Vec<T>,
+}
+
+/// The total of an interaction search's page from `counted`, the matches counted with the
+/// count stopped after `TOTAL_CAP + 1`, the page's `offset` and its number of `items`:
+/// `(total, total_is_lower_bound)`. A short page beyond the cap tells the exact total.
+pub(crate) fn capped_total(counted: u64, offset: i64, items: usize, size: u32) -> (u64, bool) {
+    if counted <= TOTAL_CAP {
+        return (counted, false);
+    }
+    if items == 0 {
+        // Past the end: the offset says nothing about how many rows there are.
+        return (TOTAL_CAP, true);
+    }
+    let seen = offset.max(0) as u64 + items as u64;
+    if items < size as usize {
+        return (seen, false);
+    }
+    (seen.max(TOTAL_CAP), true)
 }
 
 /// A directory import shaped like Entra ID's `/users` and `/groups/{id}/members`.

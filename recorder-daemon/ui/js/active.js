@@ -46,7 +46,7 @@ export async function activePage(main, me, mine) {
     try {
       const p = await api(`/interactions/active?${q}`);
       err.textContent = '';
-      status.textContent = `${p.total} active call${p.total === 1 ? '' : 's'}, refreshed ${time(new Date().toISOString())} UTC`;
+      status.textContent = `${p.total}${p.totalIsLowerBound ? '+' : ''} active call${p.total === 1 && !p.totalIsLowerBound ? '' : 's'}, refreshed ${time(new Date().toISOString())} UTC`;
       tbody.replaceChildren(...p.items.map((r) => h('tr', { class: 'active', 'data-id': r.id },
         h('td', {}, h('a', { href: `/ui/interactions/${r.id}` }, r.targetDisplayName || r.targetUpn || '(unknown)')),
         h('td', {}, time(r.startTime)), h('td', {}, durationCell(r)),

@@ -42,6 +42,7 @@ export async function interactionsPage(main, me) {
   const selected = new Set();
   let rows = [];
   let total = 0;
+  let totalIsLowerBound = false;
   const tags = await api('/tags');
 
   const setFilter = (key, values) => {
@@ -134,16 +135,23 @@ export async function interactionsPage(main, me) {
     if (!rows.length) tb.append(h('tr', {}, h('td', { colspan: shown.length + 1 }, 'No interactions match.')));
   }
 
+  // A broad search's total is a lower bound (the server stops counting): shown as "1,000+",
+  // and the next page stays reachable while pages come back full.
+  const shownTotal = () => (totalIsLowerBound ? `${total.toLocaleString('en-US')}+` : `${total}`);
+
   function pages() {
     const last = Math.max(1, Math.ceil(total / st.pageSize));
     const size = h('select', { id: 'page-size' }, PAGE_SIZES.map((n) => h('option', { value: n, selected: n === st.pageSize }, n)));
     size.addEventListener('change', () => { st.pageSize = Number(size.value); st.page = 1; load(); });
-    const from = total ? (st.page - 1) * st.pageSize + 1 : 0;
+    const from = rows.length ? (st.page - 1) * st.pageSize + 1 : 0;
+    const to = (st.page - 1) * st.pageSize + rows.length;
+    const where = totalIsLowerBound ? `page ${st.page}` : `page ${st.page} of ${last}`;
+    const noNext = totalIsLowerBound ? rows.length < st.pageSize : st.page >= last;
     pager.replaceChildren(
       h('label', { for: 'page-size' }, 'Rows per page'), size,
       h('button', { type: 'button', disabled: st.page <= 1, onclick: () => { st.page--; load(); } }, 'Previous page'),
-      h('span', {}, `${from}–${Math.min(total, st.page * st.pageSize)} of ${total} (page ${st.page} of ${last})`),
-      h('button', { type: 'button', disabled: st.page >= last, onclick: () => { st.page++; load(); } }, 'Next page'));
+      h('span', {}, `${from}–${to} of ${shownTotal()} (${where})`),
+      h('button', { type: 'button', disabled: noNext, onclick: () => { st.page++; load(); } }, 'Next page'));
   }
 
   async function load() {
@@ -154,10 +162,12 @@ export async function interactionsPage(main, me) {
       const p = await api(`/interactions?${qs}`);
       rows = p.items;
       total = p.total;
-      status.textContent = `${total} interaction${total === 1 ? '' : 's'}`;
+      totalIsLowerBound = p.totalIsLowerBound === true;
+      status.textContent = `${shownTotal()} interaction${total === 1 && !totalIsLowerBound ? '' : 's'}`;
     } catch (e) {
       rows = [];
       total = 0;
+      totalIsLowerBound = false;
       err.textContent = e.message;
     }
     body();

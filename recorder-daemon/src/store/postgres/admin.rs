@@ -390,6 +390,7 @@ pub fn audit_search(c: &mut impl GenericClient, q: &AuditQuery) -> StoreResult<P
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Page {
         total: total as u64,
+        total_is_lower_bound: false,
         page,
         page_size: size,
         items,

@@ -20,8 +20,8 @@ use crate::store::sqlite::{
     SUMMARY_COLUMNS,
 };
 use crate::store::{
-    Actor, DeletionRequest, DeletionScope, Page, SearchQuery, StoreError, StoreResult,
-    UpsertOutcome,
+    capped_total, Actor, DeletionRequest, DeletionScope, Page, SearchQuery, StoreError,
+    StoreResult, UpsertOutcome, TOTAL_CAP,
 };
 
 /// Namespace (first key) of the advisory locks that serialise the ingest of one pairing key
@@ -667,9 +667,13 @@ pub fn search(
     };
     let id_dir = if q.descending { "DESC" } else { "ASC" };
     let (page, size, offset) = page_bounds(q.page, q.page_size);
-    let total: i64 = c
+    // Counting stops after the cap, as on SQLite (same totals from both backends).
+    let counted: i64 = c
         .query_one(
-            &format!("SELECT COUNT(*) FROM interactions i {wh}"),
+            &format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM interactions i {wh} LIMIT {}) AS capped",
+                TOTAL_CAP + 1
+            ),
             &a.refs(),
         )?
         .try_get(0)?;
@@ -682,8 +686,10 @@ pub fn search(
         .map(summary_from_row)
         .collect::<Result<Vec<_>, _>>()?;
     fill_lists(c, &mut items)?;
+    let (total, total_is_lower_bound) = capped_total(counted as u64, offset, items.len(), size);
     Ok(Page {
-        total: total as u64,
+        total,
+        total_is_lower_bound,
         page,
         page_size: size,
         items,

@@ -483,6 +483,7 @@ pub fn activity(
         .collect::<Result<Vec<_>, postgres::Error>>()?;
     Ok(Page {
         total: total as u64,
+        total_is_lower_bound: false,
         page,
         page_size: size,
         items,
