@@ -276,7 +276,8 @@ if [ "$simulate" -eq 0 ]; then
   echo "  administrator:    $store/ui/#token=$admin"
   echo "  supervisor:       $store/ui/#token=$supervisor   (sam: the traders' calls only)"
   echo "Running until Ctrl-C."
-  while :; do sleep 3600; done
+  # Short sleeps: bash runs the INT/TERM trap only once the foreground command returns.
+  while :; do sleep 1; done
 fi
 if [ "$pairs" -eq 1 ]; then
   $bin/bot-host simulate --to "$primary" --paired-to "$paired" $sim_mode --profiles "$profiles" "${scenarios[@]}"
@@ -333,5 +334,6 @@ echo "Storage:            $live/store/storage/ (+ geo copy in storage-local-geo/
 echo "Logs:               $live/store.log, $live/primary.log, $live/paired.log"
 if [ "$wait_for_ctrl_c" -eq 1 ]; then
   echo "Running until Ctrl-C."
-  while :; do sleep 3600; done
+  # Short sleeps: bash runs the INT/TERM trap only once the foreground command returns.
+  while :; do sleep 1; done
 fi

@@ -7,8 +7,9 @@ import { spawnSync } from 'node:child_process';
 const product = JSON.parse(readFileSync(process.env.PRODUCT_JSON, 'utf8'));
 const ADMIN = product.adminToken;
 const SAM = product.supervisorToken;
-// The supervisor's access profile (run.sh): the traders' group, i.e. these users' calls.
-const TRADERS = ['alice@contoso.example', 'bob@contoso.example'];
+// The supervisor's access profile (run.sh): the traders' group, i.e. the calls recorded for
+// these users (the directory run.sh imports; the store lists a call's recorded user by name).
+const TRADERS = ['Alice Archer', 'Bob Baker'];
 const auth = (token) => ({ headers: { Authorization: `Bearer ${token}` } });
 
 async function allInteractions(request, token, query = '') {
@@ -48,7 +49,7 @@ function wildcardFor(party) {
  *  and a filterable calling party. */
 async function pickTradersCall(request) {
   const { items } = await allInteractions(request, ADMIN, '&mediaStatus=Available');
-  const candidates = items.filter((r) => TRADERS.includes(r.targetUpn) && r.callingParty && wildcardFor(r.callingParty));
+  const candidates = items.filter((r) => r.profile === 'Traders' && TRADERS.includes(r.targetDisplayName) && r.callingParty && wildcardFor(r.callingParty));
   for (const r of candidates) {
     const d = await detail(request, r.id);
     if (!['merged', 'primary', 'paired'].every((l) => d.playableLegs.includes(l))) continue;
@@ -72,7 +73,7 @@ test("supervisor: find a traders' call by party wildcard, play, jump, switch leg
   const expected = await allInteractions(request, SAM, `&callingParty=${encodeURIComponent(wild.text)}`);
   expect(expected.items.map((r) => r.id)).toContain(call.id);
   for (const r of expected.items) expect(wild.matches(r.callingParty), r.callingParty).toBe(true);
-  console.log(`call ${call.id} (${call.callType}, ${call.targetUpn}, calling ${call.callingParty}); filter "${wild.text}": ${expected.total} calls; speakers ${speakers.join(', ')}`);
+  console.log(`call ${call.id} (${call.callType}, ${call.targetDisplayName}, calling ${call.callingParty}); filter "${wild.text}": ${expected.total} calls; speakers ${speakers.join(', ')}`);
 
   await page.goto(`/ui/#token=${SAM}`);
   await expect(page.locator('#who')).toContainText('sam@contoso.example');
@@ -136,7 +137,8 @@ test("supervisor: find a traders' call by party wildcard, play, jump, switch leg
 
   // Download Audio (the merged recording) and check it with opusinfo.
   const [dl] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Download Audio' }).click()]);
-  expect(dl.suggestedFilename()).toBe(`interaction-${call.id}.ogg`);
+  // The server names the file after the leg it served (Content-Disposition).
+  expect(dl.suggestedFilename()).toMatch(new RegExp(`^interaction-${call.id}(-merged)?\\.ogg$`));
   const file = test.info().outputPath(`interaction-${call.id}.ogg`);
   await dl.saveAs(file);
   const info = spawnSync('opusinfo', [file], { encoding: 'utf8' });
@@ -150,16 +152,16 @@ test("supervisor: find a traders' call by party wildcard, play, jump, switch leg
 
 test("supervisor: a non-trader's call is invisible, in the list, by its Call Link and on the API", async ({ page, request }) => {
   const { items } = await allInteractions(request, ADMIN);
-  const hidden = items.find((r) => r.targetUpn === 'carol@contoso.example' && r.profile === 'Support')
-    || items.find((r) => r.targetUpn && !TRADERS.includes(r.targetUpn));
+  const hidden = items.find((r) => r.targetDisplayName === 'Carol Chen' && r.profile === 'Support')
+    || items.find((r) => r.targetDisplayName && !TRADERS.includes(r.targetDisplayName));
   expect(hidden, 'a stored call of someone outside the traders').toBeTruthy();
-  console.log(`hidden call ${hidden.id} (${hidden.targetUpn}, ${hidden.profile}, calling ${hidden.callingParty})`);
+  console.log(`hidden call ${hidden.id} (${hidden.targetDisplayName}, ${hidden.profile}, calling ${hidden.callingParty})`);
 
   // The API: the supervisor's list holds traders' calls only, and not this one.
   const mine = await allInteractions(request, SAM);
   expect(mine.total).toBeGreaterThan(0);
   expect(mine.items.map((r) => r.id)).not.toContain(hidden.id);
-  for (const r of mine.items) expect(TRADERS, `call ${r.id}`).toContain(r.targetUpn);
+  for (const r of mine.items) expect(TRADERS, `call ${r.id}`).toContain(r.targetDisplayName);
   for (const path of [`/api/v1/interactions/${hidden.id}`, `/api/v1/interactions/${hidden.id}/media`,
     `/api/v1/interactions/${hidden.id}/media?download=true`, `/api/v1/interactions/${hidden.id}/segments`]) {
     const r = await request.get(path, auth(SAM));
