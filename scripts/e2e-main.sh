@@ -126,6 +126,13 @@ check(f"nothing left in the spools' sealed/ ({stored['inSpools']})", stored["inS
 check(f"no active alarm ({stored['alarms']})", stored["alarms"] == 0)
 keys = [(i["pairingKey"], i["targetDisplayName"]) for i in items]
 check(f"no duplicate interaction ({len(set(keys))} distinct call/user of {len(keys)})", len(set(keys)) == len(keys))
+# Each recorded call (one per bot) is a leg of one interaction only.
+legs = [(i["id"], l["callId"], l["botRole"]) for i in items for l in get(f"/api/v1/interactions/{i['id']}")["legs"]]
+seen = {}
+for iid, c, role in legs:
+    seen.setdefault((c, role), set()).add(iid)
+twice = [k for k, v in seen.items() if len(v) > 1]
+check(f"no leg in two interactions ({len(legs)} legs, {len(seen)} distinct call/role, in two: {twice[:3]})", not twice)
 pairs = product.get("pairs", 1)
 bots = product["bots"]
 check(f"product.json lists {len(bots)} bots for {pairs} pair(s)",
@@ -133,19 +140,26 @@ check(f"product.json lists {len(bots)} bots for {pairs} pair(s)",
 if pairs > 1:
     # Each pair's simulator run made its own calls: the store holds them all, none twice, in
     # equal numbers (the same scenarios per pair).
-    per_pair = {}
+    per_pair, info = {}, {}
     for b in bots:
         if b["role"] != "primary":
             continue
         calls = json.load(urllib.request.urlopen(b["url"] + "/api/calls"))["calls"]
-        per_pair[b["pair"]] = {c["callId"] for c in calls if c["decision"]["record"]}
+        # What the bot recorded (a forked duplicate is to record by profile but answered
+        # elsewhere: no recording; the reconciler judges those).
+        per_pair[b["pair"]] = {c["callId"] for c in calls if c.get("recording") not in (None, "", "none")}
+        info.update({c["callId"]: f'{c["answer"]}/{c.get("recording")}: {c["decision"].get("reason", "")}' for c in calls})
     ids = list(per_pair.values())
     overlap = set.intersection(*ids)
-    check(f"call ids differ between the pairs (calls to record per pair: {[len(s) for s in ids]}, shared: {len(overlap)})",
+    check(f"call ids differ between the pairs (calls recorded per pair: {[len(s) for s in ids]}, shared: {len(overlap)})",
           all(ids) and not overlap)
-    stored_ids = {i["callId"] for i in items}
+    # A pair's recorded calls are the store's legs (a transfer's or a meeting's several
+    # calls can make one interaction).
+    stored_ids = {c for _, c, _ in legs}
     missing = [len(s - stored_ids) for s in ids]
-    check(f"every pair's calls to record are stored (missing per pair: {missing})", not any(missing))
+    check(f"every call a pair recorded is stored (missing per pair: {missing})", not any(missing))
+    for c in set.union(*ids) - stored_ids:
+        print(f"       not stored: {c} ({info[c]})", file=sys.stderr)
 sys.exit(0 if ok else 1)
 PY
 
