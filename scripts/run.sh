@@ -111,8 +111,27 @@ primary=${bot_urls[0]}; paired=${bot_urls[1]}
 toml_list() { local out="" x; for x in "$@"; do out+="${out:+, }\"$x\""; done; echo "[$out]"; }
 spools=(); for name in "${bot_names[@]}"; do spools+=("$PWD/$live/$name/spool"); done
 
-profiles=$PWD/bot-host/sim-profiles.toml
 storage_kind=local; database=sqlite; pg_db=""; pg_port=""; az_port=""
+pids=()
+stop_all() {
+  # Bots first: they seal what they hold and the uploader takes it; then the daemon.
+  local n=${#pids[@]}
+  for ((i = n - 1; i >= 0; i--)); do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+    wait "${pids[$i]}" 2>/dev/null || true
+    if [ "$i" -eq 1 ]; then sleep 3; fi   # the last seals reach storage before the daemon stops
+  done
+  pids=()
+  if [ -n "$az_port" ]; then bash scripts/azurite.sh stop "$az_port" || true; az_port=""; fi
+  if [ -n "$pg_db" ]; then
+    "$psql" "$RECORDER_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >&2 || true
+    pg_db=""
+  fi
+}
+trap stop_all EXIT
+trap 'echo; echo "stopping..." >&2; exit 0' INT TERM
+
+profiles=$PWD/bot-host/sim-profiles.toml
 if [ "$azurite" -eq 1 ]; then
   # Azurite in its own session: a Ctrl-C at the terminal must not stop it before the
   # daemon has uploaded the last seals (stop_all stops it last).
@@ -183,24 +202,6 @@ grace_secs = 120
 CONF
 } >"$live/store/recorder.toml"
 
-pids=()
-stop_all() {
-  # Bots first: they seal what they hold and the uploader takes it; then the daemon.
-  local n=${#pids[@]}
-  for ((i = n - 1; i >= 0; i--)); do
-    kill -TERM "${pids[$i]}" 2>/dev/null || true
-    wait "${pids[$i]}" 2>/dev/null || true
-    if [ "$i" -eq 1 ]; then sleep 3; fi   # the last seals reach storage before the daemon stops
-  done
-  pids=()
-  if [ -n "$az_port" ]; then bash scripts/azurite.sh stop "$az_port" || true; az_port=""; fi
-  if [ -n "$pg_db" ]; then
-    "$psql" "$RECORDER_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >&2 || true
-    pg_db=""
-  fi
-}
-trap stop_all EXIT
-trap 'echo; echo "stopping..." >&2; exit 0' INT TERM
 
 # The daemon and the bots in sessions of their own: a Ctrl-C at the terminal reaches run.sh
 # only, which stops them in order (bots first, then the daemon), not all at once.

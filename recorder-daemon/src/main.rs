@@ -445,7 +445,10 @@ fn fetch_cmd(cfg: &Config, name: &str, prefix: &str, out: &std::path::Path) -> R
         let s = storages
             .get(name)
             .with_context(|| format!("no storage named {name:?} in the configuration"))?;
-        let objects = s.list(prefix).await.with_context(|| format!("listing {name}"))?;
+        let objects = s
+            .list(prefix)
+            .await
+            .with_context(|| format!("listing {name}"))?;
         let mut bytes = 0u64;
         for o in &objects {
             // A key is storage data: never let one write outside `out`.
