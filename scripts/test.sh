@@ -4,7 +4,9 @@
 # then runs every test of the workspace (unit, integration over every impaired fixture,
 # RFC vectors, fuzz corpus replays), then the property-based check of the store's HTTP API
 # (schemathesis, scripts/store-api-check.sh; docs/store.md) and the web interface's end-to-end
-# tests in a real browser (scripts/ui-test.sh; docs/ui.md).
+# tests in a real browser (scripts/ui-test.sh; docs/ui.md), then the main job end to end, on
+# SQLite and local storage, then on PostgreSQL and Azurite with two bot-host pairs
+# (scripts/e2e-main.sh; docs/operations.md, "End-to-end checks").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,9 @@ echo "== store API, property-based (schemathesis)" >&2
 bash scripts/store-api-check.sh 45
 echo "== web interface, end to end in headless chromium (Playwright)" >&2
 bash scripts/ui-test.sh
+echo "== the main job, end to end (scripts/e2e-main.sh)" >&2
+bash scripts/e2e-main.sh
+bash scripts/e2e-main.sh --postgres --azurite --pairs 2
 # The one-hour dual-bot alignment check (800 ms offset, 100 ppm drift): two hours of packets,
 # so in release.
 cargo test --release --locked -p media-core --test merge -- --ignored

@@ -141,6 +141,25 @@ enum Command {
     },
     /// Upload benchmark of the Azure Blob backend (docs/azure.md).
     BenchAzure(bench_azure::BenchAzureArgs),
+    /// Copy what a configured storage holds (every object, or those under `--prefix`) into a
+    /// local directory, key by key: to verify or inspect recordings kept in Azure.
+    Fetch {
+        /// The storage's friendly name (`[[storage]] name`).
+        #[arg(long)]
+        storage: String,
+        /// Only the objects whose key starts with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Target directory (created; existing files are overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the configuration).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Verify recording directories (meta.json + Ogg Opus tracks) as written by bot-host.
     Verify {
         /// Recording directories.
@@ -182,6 +201,14 @@ fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
     let r = match command {
         Command::Verify { dirs } => return verify_dirs(&dirs),
+        Command::Fetch {
+            storage,
+            prefix,
+            out,
+            config,
+            data_dir,
+        } => Config::load(config.as_deref(), data_dir)
+            .and_then(|c| fetch_cmd(&c, &storage, &prefix, &out)),
         Command::BenchStore {
             dir,
             interactions,
@@ -338,7 +365,7 @@ pub async fn open_storages(cfg: &Config) -> Result<(Storages, BTreeMap<String, S
                     )
                 })?;
                 Arc::new(
-                    storage::azure::AzureStorage::connect(&s.name, a)
+                    storage::azure::AzureStorage::open(&s.name, a)
                         .await
                         .with_context(|| format!("storage {}", s.name))?,
                 )
@@ -409,6 +436,55 @@ fn merger(cfg: &Config, store: Arc<dyn Store>, storages: Storages) -> Arc<merge:
         storages,
         cfg.data_dir.join("merge-scratch"),
     ))
+}
+
+fn fetch_cmd(cfg: &Config, name: &str, prefix: &str, out: &std::path::Path) -> Result<()> {
+    use futures_util::TryStreamExt;
+    use std::io::Write;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let (storages, _) = open_storages(cfg).await?;
+        let s = storages
+            .get(name)
+            .with_context(|| format!("no storage named {name:?} in the configuration"))?;
+        let objects = s
+            .list(prefix)
+            .await
+            .with_context(|| format!("listing {name}"))?;
+        let mut bytes = 0u64;
+        for o in &objects {
+            // A key is storage data: never let one write outside `out`.
+            let rel = std::path::Path::new(&o.key);
+            anyhow::ensure!(
+                rel.components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_))),
+                "key {:?}: not a plain relative path",
+                o.key
+            );
+            let dst = out.join(rel);
+            if let Some(d) = dst.parent() {
+                std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            }
+            let mut f = std::fs::File::create(&dst)
+                .with_context(|| format!("creating {}", dst.display()))?;
+            let mut stream = s.get(&o.key, None).await.with_context(|| o.key.clone())?;
+            let mut n = 0u64;
+            while let Some(chunk) = stream.try_next().await.with_context(|| o.key.clone())? {
+                f.write_all(&chunk)?;
+                n += chunk.len() as u64;
+            }
+            anyhow::ensure!(n == o.size, "{}: got {n} bytes, listed {}", o.key, o.size);
+            bytes += n;
+        }
+        println!(
+            "fetched {} objects, {bytes} bytes from {name} into {}",
+            objects.len(),
+            out.display()
+        );
+        Ok(())
+    })
 }
 
 fn merge_cmd(cfg: Config, once: bool) -> Result<()> {

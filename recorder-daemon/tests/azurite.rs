@@ -303,6 +303,28 @@ async fn round_trip_with_an_account_key() {
     round_trip(&s, tmp.path()).await;
 }
 
+/// `create_container = true` (what scripts/run.sh --azurite configures): the daemon's `open`
+/// creates a missing container, and a second `open` on the existing one is fine; without it
+/// nothing is created and the probe reports the missing container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_creates_the_container_when_configured() {
+    let Some(bin) = azurite_or_skip("open_creates_the_container_when_configured") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let az = Azurite::start(&bin, tmp.path());
+    let plain = AzureStorage::open("plain", &az.key_config()).await.unwrap();
+    assert!(plain.probe().await.is_err(), "no container yet");
+    let cfg = AzureConfig {
+        create_container: true,
+        ..small_blocks(az.key_config())
+    };
+    let s = AzureStorage::open("created", &cfg).await.unwrap();
+    round_trip(&s, tmp.path()).await;
+    let again = AzureStorage::open("again", &cfg).await.unwrap();
+    again.probe().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_interrupted_by_an_outage_resumes_its_staged_blocks() {
     let Some(bin) = azurite_or_skip("an_upload_interrupted_by_an_outage_resumes") else {

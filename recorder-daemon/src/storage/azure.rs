@@ -83,6 +83,11 @@ pub struct AzureConfig {
     /// Seconds without progress on one request before it is abandoned (and retried).
     #[serde(default = "default_timeout_secs")]
     pub request_timeout_secs: u64,
+    /// Create the container when the daemon starts if it does not exist (account-key form
+    /// only: a container SAS cannot create its own container). For emulators and fresh
+    /// accounts; in production the container is usually made with its policies beforehand.
+    #[serde(default)]
+    pub create_container: bool,
 }
 
 /// Retries of one request inside a storage operation, for transient errors (connection
@@ -170,6 +175,7 @@ impl AzureConfig {
             concurrency: default_concurrency(),
             retry: RetryConfig::default(),
             request_timeout_secs: default_timeout_secs(),
+            create_container: false,
         }
     }
 }
@@ -194,6 +200,7 @@ impl std::fmt::Debug for AzureConfig {
             .field("concurrency", &self.concurrency)
             .field("retry", &self.retry)
             .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("create_container", &self.create_container)
             .finish()
     }
 }
@@ -315,6 +322,12 @@ impl AzureStorage {
         if cfg.concurrency == 0 || cfg.concurrency > 64 {
             return Err(bad("concurrency must be 1..=64".into()));
         }
+        if cfg.create_container && !matches!(auth, Auth::SharedKey { .. }) {
+            return Err(bad(
+                "create_container needs account + account_key (a SAS cannot create its container)"
+                    .into(),
+            ));
+        }
         let timeout = Duration::from_secs(cfg.request_timeout_secs.max(1));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -380,8 +393,19 @@ impl AzureStorage {
         }
     }
 
-    /// Creates the container (account-key form; used by tests and the benchmark). An existing
-    /// container is not an error.
+    /// [`AzureStorage::connect`], then, when the configuration asks for it
+    /// (`create_container = true`), creates the container if it is missing. What the daemon
+    /// opens its `[[storage]]` entries with.
+    pub async fn open(name: &str, cfg: &AzureConfig) -> Result<Self, StorageError> {
+        let s = Self::connect(name, cfg).await?;
+        if cfg.create_container {
+            s.create_container().await?;
+        }
+        Ok(s)
+    }
+
+    /// Creates the container (account-key form: `open` with `create_container`, tests, the
+    /// benchmark). An existing container is not an error.
     pub async fn create_container(&self) -> Result<(), StorageError> {
         match self
             .send(
@@ -1190,6 +1214,11 @@ mod tests {
             ..AzureConfig::from_sas_url("https://a.blob.core.windows.net/c?sig=x")
         };
         assert!(AzureStorage::connect("s", &both).await.is_err());
+        let sas_creating = AzureConfig {
+            create_container: true,
+            ..AzureConfig::from_sas_url("https://a.blob.core.windows.net/c?sig=x")
+        };
+        assert!(AzureStorage::connect("s", &sas_creating).await.is_err());
         let no_container = AzureConfig::from_sas_url("https://a.blob.core.windows.net/?sig=x");
         assert!(AzureStorage::connect("s", &no_container).await.is_err());
         let ok = AzureConfig::from_sas_url("https://a.blob.core.windows.net/rec/?sv=1&sig=x");
