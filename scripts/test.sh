@@ -3,8 +3,9 @@
 # Installs what is missing, regenerates the full fixture set, checks formatting and lints,
 # then runs every test of the workspace (unit, integration over every impaired fixture,
 # RFC vectors, fuzz corpus replays), then the property-based check of the store's HTTP API
-# (schemathesis, scripts/store-api-check.sh; docs/store.md) and the web interface's end-to-end
-# tests in a real browser (scripts/ui-test.sh; docs/ui.md).
+# (schemathesis, scripts/store-api-check.sh; docs/store.md), the fault drill (kill -9 of a bot
+# and of the daemon under live calls, scripts/fault-drill.sh; docs/fault-drill.md) and the web
+# interface's end-to-end tests in a real browser (scripts/ui-test.sh; docs/ui.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,8 @@ echo "== tests (the store's pg_ tests against a throw-away PostgreSQL: scripts/p
 bash scripts/pg-test.sh cargo test --workspace --locked
 echo "== store API, property-based (schemathesis)" >&2
 bash scripts/store-api-check.sh 45
+echo "== fault drill: kill -9 of a bot-host mid-call and of recorder-daemon mid-upload (docs/fault-drill.md)" >&2
+bash scripts/fault-drill.sh
 echo "== web interface, end to end in headless chromium (Playwright)" >&2
 bash scripts/ui-test.sh
 # The one-hour dual-bot alignment check (800 ms offset, 100 ppm drift): two hours of packets,
