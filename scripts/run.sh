@@ -268,7 +268,7 @@ json.dump({
     "storeConfig": "$PWD/$live/store/recorder.toml",
     "database": "$database", "storage": "$storage_kind", "pairs": $pairs,
     "bots": [json.loads(l) for l in os.environ["BOTS_JSON"].splitlines()],
-    "daemonPid": ${pids[0]}, "runPid": $$, "bin": "$PWD/$bin",
+    "daemonPid": ${pids[0]}, "runPid": $$, "bin": "$(cd "$bin" && pwd)",
     "azuritePort": ${az_port:-None}, "postgresDatabase": "$pg_db", "postgresPort": ${pg_port:-None},
 }, open(sys.argv[1], "w"), indent=2)
 PY

@@ -637,6 +637,11 @@ fn execute(shared: &Arc<Shared>, cmds: Vec<Command>, ctl: &mut LocalCallControl)
                             // Sealed and waiting for the uploader: Pending until the store has
                             // a verified copy.
                             v["mediaStatus"] = json!(if ok { "Pending" } else { "Failed" });
+                            if matches!(&sealed, Ok(Ok(s)) if s.partial) {
+                                // A write failed mid-call: the store must say so, as the
+                                // uploader does from meta.json (this post may come after it).
+                                v["partial"] = json!(true);
+                            }
                             submit(&shared, &v);
                             if !ok {
                                 tracing::error!(recording = %recording_id, "seal failed: {sealed:?}");
@@ -913,6 +918,14 @@ async fn media_events(shared: Arc<Shared>) {
                 ..
             } => {
                 tracing::info!(recording = %recording_id, partial, "sealed into {}", path.display());
+                let ours = shared
+                    .recordings
+                    .lock()
+                    .expect("not poisoned")
+                    .contains_key(&recording_id);
+                if partial && !ours {
+                    report_recovered(&shared, &recording_id, &path);
+                }
             }
             PlaneEvent::Failed {
                 recording_id,
@@ -923,6 +936,32 @@ async fn media_events(shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// A recording a previous run left in `active/` (killed mid-call), sealed as partial on start.
+/// The store last heard of it as Recording, and the outbox may still hold that run's updates:
+/// this one goes after them, so the store ends with the flag whatever the order of the
+/// uploader's and the outbox's writes.
+fn report_recovered(shared: &Shared, recording_id: &str, path: &Path) {
+    let meta = std::fs::read(path.join("meta.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()));
+    let mut interaction = match meta {
+        Ok(mut m) if m["interaction"].is_object() => m["interaction"].take(),
+        // A WHIP session's recording carries no signaling interaction to amend.
+        Ok(_) => return,
+        Err(e) => {
+            tracing::error!(recording = %recording_id, "recovered recording's meta.json unreadable: {e}");
+            return;
+        }
+    };
+    tracing::warn!(
+        recording = %recording_id,
+        "recovered after a crash: reported to the store as a partial recording"
+    );
+    interaction["partial"] = json!(true);
+    interaction["mediaStatus"] = json!("Pending");
+    submit(shared, &interaction);
 }
 
 /// Signaling's timers (keep-alives, calls that never end), once a second.

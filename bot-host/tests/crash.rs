@@ -44,11 +44,20 @@ fn free_port() -> u16 {
 /// Starts the binary and reads its addresses from the line it prints once it serves. Its
 /// output is drained into `log` for the whole run: a full pipe would block its logging.
 fn start_bot(data_dir: &Path, log: PathBuf) -> Bot {
+    start_bot_reporting(data_dir, log, None)
+}
+
+/// As [`start_bot`], posting interactions to `store_url` when given.
+fn start_bot_reporting(data_dir: &Path, log: PathBuf, store_url: Option<&str>) -> Bot {
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bot-host"))
-        .args(["serve", "--data-dir"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bot-host"));
+    cmd.args(["serve", "--data-dir"])
         .arg(data_dir)
-        .args(["--listen", &listen])
+        .args(["--listen", &listen]);
+    if let Some(url) = store_url {
+        cmd.args(["--store-url", url]);
+    }
+    let mut child = cmd
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -128,11 +137,39 @@ fn compare(tracks: &[support::SealedTrack], played: &Played, max_loss: Duration)
     }
 }
 
+/// A metadata store that accepts every interaction update and keeps the bodies in order.
+async fn fake_store() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/interactions",
+            axum::routing::post(
+                |axum::extract::State(got): axum::extract::State<
+                    Arc<Mutex<Vec<serde_json::Value>>>,
+                >,
+                 axum::Json(v): axum::Json<serde_json::Value>| async move {
+                    got.lock().unwrap().push(v);
+                    axum::http::StatusCode::OK
+                },
+            ),
+        )
+        .with_state(got.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (format!("http://{addr}/api/v1/interactions"), got)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_call_then_restart_seals_a_partial_recording() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let bot = start_bot(&data, dir.path().join("first.log"));
+    let (store_url, posted) = fake_store().await;
+    let bot = start_bot_reporting(&data, dir.path().join("first.log"), Some(&store_url));
     let leg = long_call();
     let played = play_until(
         bot.http,
@@ -161,8 +198,23 @@ async fn kill_9_mid_call_then_restart_seals_a_partial_recording() {
     let first_log = log_of(&bot);
     drop(bot);
 
+    // The store heard of the call at its answer, as Recording, and of nothing partial.
+    let of_call = |posted: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        posted
+            .iter()
+            .filter(|v| v["recordingId"] == played.recording_id.as_str())
+            .cloned()
+            .collect()
+    };
+    let before = of_call(&posted.lock().unwrap());
+    assert!(
+        !before.is_empty() && before.iter().all(|v| v["partial"].is_null()),
+        "{before:#?}"
+    );
+    assert_eq!(before[0]["mediaStatus"], "Recording");
+
     // Same data directory: recovery seals what the dead process left, before serving.
-    let bot = start_bot(&data, dir.path().join("second.log"));
+    let bot = start_bot_reporting(&data, dir.path().join("second.log"), Some(&store_url));
     let sealed = wait_sealed(
         &spool.join("sealed").join(&played.recording_id),
         Duration::from_secs(10),
@@ -176,6 +228,25 @@ async fn kill_9_mid_call_then_restart_seals_a_partial_recording() {
     assert_eq!(meta["call_id"], played.call_id.as_str(), "{meta:#}");
     assert!(meta["recovered_at"].is_string(), "{meta:#}");
     compare(&tracks, &played, Duration::from_millis(1500));
+    // The restarted host tells the store the recording is partial, after anything the dead
+    // process had left in its outbox, so the store's last word on it carries the flag.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let last = loop {
+        let after = of_call(&posted.lock().unwrap());
+        if after.len() > before.len() && after.last().unwrap()["partial"] == true {
+            break after.last().cloned().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no partial update posted: {after:#?}\n{}",
+            std::fs::read_to_string(dir.path().join("second.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(last["mediaStatus"], "Pending", "{last:#}");
+    assert_eq!(last["callId"], played.call_id.as_str(), "{last:#}");
+    // The store accepts it: the same leg, with the seal's verdict.
+    assert_eq!(last["botRole"], before[0]["botRole"]);
     // The two speakers are named from the roster the dead process had written down.
     let mut names: Vec<&str> = tracks
         .iter()

@@ -281,7 +281,7 @@ fn every_call_type_and_direction() {
         assert_eq!(rec.interaction.direction, dir, "{}", inv.call_id);
         assert_eq!(rec.profile, "default");
         assert_eq!(rec.interaction.double_recording_type, "Essentials");
-        assert_eq!(rec.interaction.media_status, MediaStatus::Pending);
+        assert_eq!(rec.interaction.media_status, MediaStatus::Recording);
         let st = s.call_status(&inv.call_id).unwrap();
         assert!(st.decision.record);
         assert!(
@@ -978,6 +978,73 @@ fn keep_alive_every_15_minutes_and_idle_end() {
     let (at, fin) = stopped.expect("idle call ended");
     assert_eq!(at, t0() + secs(6 * 3600));
     assert_eq!(fin.end_reason, Some(EndReason::IdleTimeout));
+}
+
+/// The store's order of a leg's media status (recorder-daemon `MediaStatus::advance`): it only
+/// moves forward, so a post that goes back is ignored there.
+fn store_rank(m: MediaStatus) -> u8 {
+    match m {
+        MediaStatus::Recording => 0,
+        MediaStatus::Pending => 1,
+        MediaStatus::Failed | MediaStatus::Unavailable => 2,
+        MediaStatus::Available => 3,
+    }
+}
+
+/// Every media status a call's recording posts, in order: the answer's, then each update's.
+fn posted_statuses(cmds: &[Command]) -> Vec<MediaStatus> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Answer {
+                record: Some(r), ..
+            } => Some(r.interaction.media_status),
+            Command::Interaction { interaction, .. }
+            | Command::StopRecording { interaction, .. } => Some(interaction.media_status),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn media_status_posted_from_the_answer_only_moves_forward_in_the_store() {
+    // Found by the fault drill: the answer posted Pending and the establishment Recording,
+    // which the store (status only moves forward) kept as Pending, so no call ever showed in
+    // Active Calls. The bot answers a call to record with its media plane open: Recording.
+    let mut s = default_bot();
+    let inv = Invite::p2p("call-1", "alice", "Callee", user("bob", "Bob", TENANT));
+    let mut posted = posted_statuses(&s.handle_notifications(&inv.body(), t0()).unwrap());
+    assert_eq!(posted, [MediaStatus::Recording]);
+    posted.extend(posted_statuses(&send(
+        &mut s,
+        vec![
+            state("call-1", "establishing"),
+            state("call-1", "established"),
+        ],
+        t0() + secs(1),
+    )));
+    // The establishment is in the bot's call status: what Active Calls' delay is measured from.
+    let st = s.call_status("call-1").unwrap();
+    assert_eq!(st.answered_at, Some((t0() + secs(1)).into()));
+    posted.extend(posted_statuses(&send(
+        &mut s,
+        vec![terminated("call-1", 200, 4097)],
+        t0() + secs(9),
+    )));
+    assert!(posted.len() >= 3, "{posted:?}");
+    assert!(
+        posted
+            .windows(2)
+            .all(|w| store_rank(w[0]) <= store_rank(w[1])),
+        "{posted:?}"
+    );
+    assert_eq!(posted.last(), Some(&MediaStatus::Recording), "{posted:?}");
+
+    // A call answered and never established ends Unavailable: forward from Recording too.
+    let mut s = default_bot();
+    let inv = Invite::p2p("c", "alice", "Callee", phone("+1"));
+    let mut posted = posted_statuses(&s.handle_notifications(&inv.body(), t0()).unwrap());
+    posted.extend(posted_statuses(&s.handle_timeout(t0() + secs(120))));
+    assert_eq!(posted, [MediaStatus::Recording, MediaStatus::Unavailable]);
 }
 
 #[test]

@@ -325,6 +325,7 @@ pub fn upload(dir: &Path, recordings: usize, size: usize, concurrency: usize) ->
                 start_time: "2026-11-26T10:00:00Z",
                 mixed: &payload,
                 track: None,
+                partial: false,
             },
         )?;
     }

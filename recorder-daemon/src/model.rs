@@ -320,6 +320,11 @@ pub struct LegUpdate {
     /// not send it yet; issue 6's uploader sets it once storage holds a verified copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_path: Option<String>,
+    /// The recording was cut short: bot-host recovered it from `active/` after a crash, or a
+    /// write failed (sealed `meta.json` says `"status": "partial"`). Its media ends where the
+    /// bot stopped writing, so a reviewer must not take silence after that point as the call's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// The longest retention a leg may ask for: 100 years.

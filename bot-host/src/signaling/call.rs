@@ -159,8 +159,12 @@ pub struct CallStatus {
     /// What ended the call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<EndReason>,
-    /// When the invitation arrived.
+    /// When the invitation arrived (the bot answers in the same webhook exchange).
     pub invited_at: chrono::DateTime<chrono::Utc>,
+    /// When the call was established (the first `established` or later state), once it was:
+    /// what the fault drill measures Active Calls' delay from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<chrono::DateTime<chrono::Utc>>,
     /// When the call ended, once it has.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -685,7 +689,10 @@ impl Signaling {
             .to_string(),
             notification: profile.notification.as_str().to_string(),
             paired_recorders: facts.paired_recorders.clone(),
-            media_status: MediaStatus::Pending,
+            // The answer opens the recording, so the first post already says Recording: the
+            // store only moves a leg's status forward (Recording -> Pending -> Available), and
+            // a Pending here would pin the leg at Pending, out of Active Calls, for good.
+            media_status: MediaStatus::Recording,
             queue_id: facts.queue.as_ref().and_then(|q| q.id.clone()),
             queue_name: facts.queue.as_ref().and_then(|q| q.display_name.clone()),
             sip_call_id: None,
@@ -1370,6 +1377,7 @@ impl Signaling {
         let c = self.calls.get(call_id)?;
         Some(CallStatus {
             invited_at: c.invited_at.into(),
+            answered_at: c.answered_at.map(Into::into),
             ended_at: c.ended_at.map(Into::into),
             call_id: call_id.to_string(),
             state: state_name(c.state),

@@ -93,9 +93,9 @@ pub enum ReleaseCause {
 /// `Failed` after sealing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MediaStatus {
-    /// Answered, not established yet.
+    /// Sealed, waiting for the uploader's verified copy (set by the host after the seal).
     Pending,
-    /// Established: media is being recorded.
+    /// Answered (the recording is open) or established: media is being recorded.
     Recording,
     /// Sealed and stored.
     Available,

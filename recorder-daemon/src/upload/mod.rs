@@ -778,8 +778,11 @@ fn prepare(dir: &Path, id: &str) -> Result<Prepared> {
     crate::verify::verify_recording(dir)?;
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("meta.json"))?)
         .context("parsing meta.json")?;
-    let leg: LegUpdate = serde_json::from_value(meta["interaction"].clone())
+    let mut leg: LegUpdate = serde_json::from_value(meta["interaction"].clone())
         .context("meta.json's interaction is not a leg the store accepts")?;
+    // The seal's own verdict wins over the interaction it carries: a recording recovered
+    // after a crash holds the interaction as it was at the answer, which knows nothing of it.
+    leg.partial |= meta["status"] == "partial";
     leg.validate()
         .map_err(|e| anyhow::anyhow!("meta.json's interaction: {e}"))?;
     anyhow::ensure!(
@@ -881,6 +884,7 @@ mod tests {
                 start_time: "2026-11-26T10:00:00Z",
                 mixed: b"opus",
                 track: None,
+                partial: false,
             },
         )
         .unwrap();
@@ -901,6 +905,51 @@ mod tests {
         assert_eq!(d.legs[0].media_status, MediaStatus::Available);
         // Nothing left: a second pass does nothing.
         assert_eq!(up.pass().await.unwrap(), PassReport::default());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_recording_recovered_after_a_bot_crash_is_stored_flagged_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        // As bot-host seals what a kill -9 left in active/: the interaction is the one posted
+        // at the answer (mediaStatus Recording, no partial flag); only meta.json's status says.
+        for (id, partial) in [("r-crashed", true), ("r-complete", false)] {
+            write_sealed(
+                &dir.path().join("spool"),
+                &SealedSpec {
+                    id,
+                    storage: "local",
+                    double_recording_type: "Essentials",
+                    start_time: "2026-11-26T10:00:00Z",
+                    mixed: b"opus",
+                    track: None,
+                    partial,
+                },
+            )
+            .unwrap();
+        }
+        let up = uploader(dir.path(), false, store.clone());
+        assert_eq!(up.clone().pass().await.unwrap().done, 2);
+        let mut flagged = Vec::new();
+        for iid in [1, 2] {
+            let d = store.get(iid, &Scope::All).unwrap().unwrap();
+            let leg = &d.legs[0];
+            assert_eq!(leg.media_status, MediaStatus::Available);
+            let want = leg.recording_id == "r-crashed";
+            assert_eq!(leg.metadata.partial, want);
+            if leg.metadata.partial {
+                flagged.push(leg.recording_id.clone());
+            }
+            // What the API and the UI read.
+            let v = serde_json::to_value(&d).unwrap();
+            assert_eq!(
+                v["legs"][0]["metadata"]["partial"]
+                    .as_bool()
+                    .unwrap_or(false),
+                want
+            );
+        }
+        assert_eq!(flagged, ["r-crashed"]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -964,6 +1013,7 @@ mod tests {
                     start_time: "2026-11-26T10:00:00Z",
                     mixed: b"mix",
                     track: Some((track, (96_000.0 - 312.0) / 48.0)),
+                    partial: false,
                 },
             )
             .unwrap();

@@ -22,6 +22,9 @@ pub struct SealedSpec<'a> {
     /// One speaker track (`1001.ogg`, Ogg Opus) and its duration in ms, listed in `meta.json`
     /// so that verification checks its pages and granules, not only its hash.
     pub track: Option<(&'a [u8], f64)>,
+    /// `meta.json`'s `status` says `partial`, as after bot-host recovered the recording from
+    /// `active/` following a crash.
+    pub partial: bool,
 }
 
 /// Writes `<spool>/sealed/<id>/` and returns it. The directory is written under a dot name and
@@ -39,7 +42,7 @@ pub fn write_sealed(spool: &Path, spec: &SealedSpec<'_>) -> Result<PathBuf> {
     };
     let meta = serde_json::json!({
         "recording_id": spec.id,
-        "status": "complete",
+        "status": if spec.partial { "partial" } else { "complete" },
         "tracks": tracks,
         "interaction": {
             "callId": format!("call-{}", spec.id),

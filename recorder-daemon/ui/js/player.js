@@ -157,6 +157,8 @@ export async function playerPage(main, me, idText) {
 
   // Details, tags and notes.
   const s = d;
+  // Legs bot-host recovered after a crash (or whose writes failed) end where it stopped.
+  const partialLegs = (d.legs || []).filter((l) => l.metadata && l.metadata.partial).map((l) => l.botRole);
   const details = h('dl', { class: 'details' }, [
     ['User', `${s.targetDisplayName} ${s.targetUpn ? `(${s.targetUpn})` : ''}`],
     ['Start', dateTime(s.startTime)], ['Duration', durationCell(s)], ['Direction', s.direction],
@@ -164,6 +166,8 @@ export async function playerPage(main, me, idText) {
     ['Answering party', s.answeredBy], ['Release cause', s.releaseCause], ['Media', statusIcon(s.mediaStatus)],
     ['Profile', s.profile], ['Expiration', dateTime(s.expiration)], ['Recording type', s.doubleRecordingType],
     ['Participants', s.participants.join(', ')],
+    ...(partialLegs.length ? [['Partial recording',
+      `the ${partialLegs.join(' and ')} leg stops where its bot stopped recording (recovered after a crash)`]] : []),
     ['Merged recording', { pending: 'being merged (the primary leg plays meanwhile)', done: 'stored',
       failed: `not merged: ${d.merge && d.merge.error}` }[d.merge && d.merge.state]],
   ].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v || '—')]).flat());
