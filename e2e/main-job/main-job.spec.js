@@ -1,7 +1,8 @@
 // Against the running main job (scripts/e2e-main.sh starts scripts/run.sh): the calls here are
 // the ones bot-host's simulator really played, found through the API first, never by fixed ids.
 import { test, expect } from '@playwright/test';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
 const product = JSON.parse(readFileSync(process.env.PRODUCT_JSON, 'utf8'));
@@ -148,6 +149,15 @@ test("supervisor: find a traders' call by party wildcard, play, jump, switch leg
   expect(text).not.toContain('WARNING');
   expect(text).toMatch(/Playback length: \d+m:\d+\.\d+s/);
   expect(errors).toEqual([]);
+
+  // Every play and download is in the audit trail, under the supervisor's name and this call.
+  for (const action of ['play', 'download']) {
+    const r = await request.get(`/api/v1/audit?name=sam%40contoso.example&action=${action}&item=${call.id}`, auth(ADMIN));
+    expect(r.status()).toBe(200);
+    const entries = (await r.json()).items;
+    expect(entries.length, `${action} entries for call ${call.id}`).toBeGreaterThan(0);
+    expect(entries.every((e) => e.userUpn === 'sam@contoso.example' && e.item === String(call.id))).toBe(true);
+  }
 });
 
 test("supervisor: a non-trader's call is invisible, in the list, by its Call Link and on the API", async ({ page, request }) => {
@@ -194,4 +204,74 @@ test("supervisor: a non-trader's call is invisible, in the list, by its Call Lin
   await expect(page.locator('audio')).toHaveCount(0);
   await expect(page.locator('#play')).toHaveCount(0);
   if (hidden.targetDisplayName) await expect(page.getByText(hidden.targetDisplayName)).toHaveCount(0);
+});
+
+/** Objects a storage of the running product holds under `prefix`, fetched with the daemon's
+ *  own `recorder-daemon fetch` (local directory or Azurite alike). */
+function storedObjects(storage, prefix) {
+  const out = test.info().outputPath(`fetch-${storage}-${prefix.replace(/[^\w-]/g, '_')}`);
+  const r = spawnSync(`${product.bin}/recorder-daemon`,
+    ['fetch', '--config', product.storeConfig, '--storage', storage, '--prefix', prefix, '--out', out], { encoding: 'utf8' });
+  expect(r.status, `${r.stdout}${r.stderr}`).toBe(0);
+  const walk = (d) => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : [e.name]));
+  return existsSync(out) ? walk(out).length : 0;
+}
+
+/** The storages the product was configured with (`[[storage]] name` in recorder.toml). */
+function storageNames() {
+  const toml = readFileSync(product.storeConfig, 'utf8');
+  return [...toml.matchAll(/^\[\[storage\]\]\s*\nname\s*=\s*"([^"]+)"/gm)].map((m) => m[1]);
+}
+
+test("admin: a deleted call's media leaves storage in the next retention cycle; a legal-hold user's call survives it; both audited", async ({ request }) => {
+  const { items } = await allInteractions(request, ADMIN, '&mediaStatus=Available');
+  // Not the traders' or Carol's calls the tests above use.
+  const erin = items.filter((r) => r.targetDisplayName === 'Erin Evans');
+  const bob = items.filter((r) => r.targetDisplayName === 'Bob Baker');
+  expect(erin.length, 'Erin has stored calls').toBeGreaterThan(0);
+  expect(bob.length, 'Bob has stored calls').toBeGreaterThan(0);
+  const [gone, held] = [erin[0], bob[bob.length - 1]];
+  const storages = storageNames();
+  expect(storages.length).toBeGreaterThan(0);
+  const paths = async (id) => (await detail(request, id)).legs.map((l) => l.mediaPath).filter(Boolean);
+  const gonePaths = await paths(gone.id);
+  expect(gonePaths.length).toBeGreaterThan(0);
+  const before = gonePaths.flatMap((p) => storages.map((s) => storedObjects(s, p))).reduce((a, b) => a + b, 0);
+  expect(before, `objects of call ${gone.id} in storage before`).toBeGreaterThan(0);
+
+  const users = await (await request.get('/api/v1/users', auth(ADMIN))).json();
+  const bobUser = (users.items ?? users).find((u) => u.userPrincipalName === 'bob@contoso.example' || u.upn === 'bob@contoso.example');
+  expect(bobUser, 'Bob in the directory').toBeTruthy();
+  const hold = await request.put(`/api/v1/users/${bobUser.oid ?? bobUser.id}/legal-hold`, { ...auth(ADMIN), data: { legalHold: true } });
+  expect(hold.status()).toBeLessThan(300);
+
+  for (const c of [gone, held]) {
+    const r = await request.post(`/api/v1/interactions/${c.id}/deletion`, {
+      ...auth(ADMIN), data: { scope: 'metadataAndMedia', authorizedBy: 'Compliance e2e', note: 'end-to-end check' },
+    });
+    expect(r.status(), await r.text()).toBeLessThan(300);
+  }
+  const cycle = await request.post('/api/v1/retention/run', auth(ADMIN));
+  expect(cycle.status(), await cycle.text()).toBe(200);
+  const report = await cycle.json();
+  expect(report.requestsExecuted).toBeGreaterThanOrEqual(1);
+  expect(report.requestsOnHold).toBeGreaterThanOrEqual(1);
+
+  // The deleted call: not served, and no object of it left in any storage.
+  const media = await request.get(`/api/v1/interactions/${gone.id}/media`, auth(ADMIN));
+  expect([404, 410]).toContain(media.status());
+  const after = gonePaths.flatMap((p) => storages.map((s) => storedObjects(s, p))).reduce((a, b) => a + b, 0);
+  expect(after, `objects of call ${gone.id} in storage after the cycle`).toBe(0);
+
+  // The held user's call: still Available and served, its objects untouched.
+  const kept = await detail(request, held.id);
+  expect(kept.mediaStatus).toBe('Available');
+  const keptMedia = await request.get(`/api/v1/interactions/${held.id}/media`, { headers: { ...auth(ADMIN).headers, Range: 'bytes=0-99' } });
+  expect(keptMedia.status()).toBe(206);
+
+  // And the audit trail says who asked for both deletions.
+  const audit = await (await request.get(`/api/v1/audit?action=delete&pageSize=100`, auth(ADMIN))).json();
+  for (const c of [gone, held]) {
+    expect(audit.items.some((e) => e.item === String(c.id)), `delete of ${c.id} audited`).toBe(true);
+  }
 });

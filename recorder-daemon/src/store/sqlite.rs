@@ -78,8 +78,8 @@ struct Post {
 }
 
 /// The writer thread: takes a post, and with it every post already waiting (up to
-/// [`MAX_GROUP`] legs), applies each in its own savepoint (a refused post leaves the others
-/// alone) and commits them once: a busy ingest pays one commit for many posts. Each caller is
+/// [`MAX_GROUP`] legs), and commits them once: a busy ingest pays one commit for many posts
+/// (a refused post leaves the others alone, [`commit_group`]). Each caller is
 /// answered after the commit. Ends when the store is dropped.
 fn write_loop(conn: Arc<Mutex<Connection>>, posts: mpsc::Receiver<Post>) {
     while let Ok(first) = posts.recv() {
@@ -115,48 +115,52 @@ fn write_loop(conn: Arc<Mutex<Connection>>, posts: mpsc::Receiver<Post>) {
     }
 }
 
-/// Applies the posts of a group in one transaction, each in a savepoint; the result of each.
-/// A failure of the transaction itself (a savepoint that cannot be rolled back, the commit)
-/// fails every post of the group, none of which is then stored.
+/// Applies the posts of a group in one transaction; the result of each. When one post is
+/// refused the transaction is rolled back and each post of the group is applied again in a
+/// transaction of its own, so a refused post leaves its neighbours alone.
+///
+/// Not savepoints: SQLite journals every page a post first touches under a savepoint, and
+/// FTS5 writes its pending terms out as a new segment at each one, so a group in savepoints
+/// cost more than the same posts committed one by one (perf, docs/store.md "Load"). Refusals
+/// are rare (a leg posted under the other role, a post that breaks a constraint), so the
+/// retry costs nothing on the common path.
 fn commit_group(conn: &Mutex<Connection>, group: &[Post]) -> Vec<StoreResult<Vec<UpsertOutcome>>> {
     let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-    let all_fail = |e: StoreError| -> Vec<StoreResult<Vec<UpsertOutcome>>> {
-        let msg = e.to_string();
-        group
+    let apply = |tx: &Transaction<'_>, p: &Post| {
+        p.legs
             .iter()
-            .map(|_| Err(StoreError::Db(msg.clone())))
-            .collect()
+            .map(|l| upsert_in(tx, l))
+            .collect::<StoreResult<Vec<_>>>()
     };
-    let tx = match conn.transaction() {
-        Ok(tx) => tx,
-        Err(e) => return all_fail(e.into()),
-    };
-    let mut out = Vec::with_capacity(group.len());
-    for p in group {
-        if let Err(e) = tx.execute_batch("SAVEPOINT post") {
-            return all_fail(e.into());
+    let one_transaction = |conn: &mut Connection, posts: &[Post]| {
+        let tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(posts.len());
+        for p in posts {
+            match apply(&tx, p) {
+                Ok(r) => out.push(r),
+                // Dropping `tx` rolls it back.
+                Err(e) => return Ok(Err(e)),
+            }
         }
-        let r = p
-            .legs
+        tx.commit()?;
+        Ok::<_, rusqlite::Error>(Ok(out))
+    };
+    match one_transaction(&mut conn, group) {
+        Ok(Ok(outcomes)) => outcomes.into_iter().map(Ok).collect(),
+        Ok(Err(e)) if group.len() == 1 => vec![Err(e)],
+        Err(e) if group.len() == 1 => vec![Err(e.into())],
+        // Some post was refused, or the transaction failed: each post on its own.
+        _ => group
             .iter()
-            .map(|l| upsert_in(&tx, l))
-            .collect::<StoreResult<Vec<_>>>();
-        // Some errors (a full disk) roll the whole transaction back in SQLite: then the
-        // savepoint is gone and the group fails as a whole.
-        let end = if r.is_ok() {
-            "RELEASE post"
-        } else {
-            "ROLLBACK TO post; RELEASE post"
-        };
-        if let Err(e) = tx.execute_batch(end) {
-            return all_fail(e.into());
-        }
-        out.push(r);
+            .map(
+                |p| match one_transaction(&mut conn, std::slice::from_ref(p)) {
+                    Ok(Ok(mut r)) => Ok(r.pop().unwrap_or_default()),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(e.into()),
+                },
+            )
+            .collect(),
     }
-    if let Err(e) = tx.commit() {
-        return all_fail(e.into());
-    }
-    out
 }
 
 impl SqliteStore {
@@ -181,6 +185,12 @@ impl SqliteStore {
         // 64 MiB of page cache: the default 2 MiB thrashes on the random-key indexes of a
         // store with a million calls.
         conn.pragma_update(None, "cache_size", -65536)?;
+        // Checkpoint every 40 MiB of WAL instead of 4 MiB: an index page changed by many
+        // commits is copied into the database once per checkpoint, and checkpoints were an
+        // eighth of the ingest's time (perf, docs/store.md "Load"). The WAL file is cut back
+        // to 64 MiB after each.
+        conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&mut conn)?;
         // Planner statistics for the tables that changed a lot since they were last gathered
