@@ -1,38 +1,26 @@
 //! Replays the pcap, sdp and notifications fuzz targets' corpora on stable Rust (see media-core/tests/fuzz_corpus.rs).
 
-use std::path::Path;
-
 #[test]
 fn pcap_corpus() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/pcap");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            bot_host::capture::fuzz_read(&std::fs::read(&path).unwrap());
-            n += 1;
-        }
-    }
-    assert!(n > 0, "{}: empty corpus", dir.display());
+    media_core::fuzz_corpus::replay(
+        env!("CARGO_MANIFEST_DIR"),
+        "pcap",
+        bot_host::capture::fuzz_read,
+    );
 }
 
 #[test]
 fn sdp_corpus() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/sdp");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            bot_host::live::sdp::fuzz_sdp(&std::fs::read(&path).unwrap());
-            n += 1;
-        }
-    }
-    assert!(n > 0, "{}: empty corpus", dir.display());
+    media_core::fuzz_corpus::replay(
+        env!("CARGO_MANIFEST_DIR"),
+        "sdp",
+        bot_host::live::sdp::fuzz_sdp,
+    );
 }
 
 #[test]
 fn notifications_corpus() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/notifications");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/notifications");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -60,14 +48,9 @@ fn notifications_corpus() {
 
 #[test]
 fn whip_sdp_corpus() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/whip_sdp");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            bot_host::live::whip_sdp::fuzz_whip_sdp(&std::fs::read(&path).unwrap());
-            n += 1;
-        }
-    }
-    assert!(n > 0, "{}: empty corpus", dir.display());
+    media_core::fuzz_corpus::replay(
+        env!("CARGO_MANIFEST_DIR"),
+        "whip_sdp",
+        bot_host::live::whip_sdp::fuzz_whip_sdp,
+    );
 }

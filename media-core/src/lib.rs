@@ -11,6 +11,8 @@
 //! [`ogg`] Ogg Opus pages built in reused buffers.
 //! [`recording`] ties them together per participant track.
 
+#[doc(hidden)]
+pub mod fuzz_corpus;
 pub mod merge;
 pub mod mix;
 pub mod ogg;

@@ -2,21 +2,8 @@
 //! same entry points the cargo-fuzz targets call, so that every input that ever crashed or
 //! widened coverage keeps being checked by `cargo test`.
 
-use std::path::Path;
-
 fn replay(target: &str, f: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            f(&std::fs::read(&path).unwrap());
-            n += 1;
-        }
-    }
-    assert!(n > 0, "{}: empty corpus", dir.display());
+    media_core::fuzz_corpus::replay(env!("CARGO_MANIFEST_DIR"), target, f);
 }
 
 #[test]
