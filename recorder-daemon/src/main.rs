@@ -94,6 +94,10 @@ enum Command {
         /// benchmark runs in a scratch database there, dropped at the end, instead of SQLite.
         #[arg(long)]
         database_url: Option<String>,
+        /// Keep the SQLite database of an earlier run and add the new calls to those it holds:
+        /// the rates at its size without filling it again (a million calls take minutes).
+        #[arg(long, conflicts_with = "database_url")]
+        append: bool,
     },
     /// Upload the sealed recordings of the configured spools (what `serve` does continuously).
     Upload {
@@ -215,7 +219,15 @@ fn main() -> ExitCode {
             runs,
             posters,
             database_url,
-        } => bench::run(&dir, interactions, runs, posters, database_url.as_deref()),
+            append,
+        } => bench::run(
+            &dir,
+            interactions,
+            runs,
+            posters,
+            database_url.as_deref(),
+            append,
+        ),
         Command::Upload {
             once,
             config,

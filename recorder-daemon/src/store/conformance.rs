@@ -311,6 +311,71 @@ fn a_broad_search_counts_up_to_the_cap(s: Arc<dyn Store>) {
     assert_eq!((p.total, p.total_is_lower_bound), (3, false));
 }
 
+/// A leg posted again with other metadata moves the interaction with it: every column, the
+/// party indexes, the targets and the participants follow the latest post, and only what
+/// changed is rewritten (SQLite's recompute writes the changed columns alone).
+fn an_update_moves_every_search_with_it(s: Arc<dyn Store>) {
+    let post = |called: &str, participants: &[&str], status: &str, upn: &str| {
+        let mut v =
+            serde_json::to_value(leg("r1", "primary", "k", "2026-01-01T00:00:00Z")).unwrap();
+        v["calledParty"] = serde_json::json!({"kind": "phone", "number": called});
+        v["targets"] = serde_json::json!([{"kind": "user", "id": "oid-1", "upn": upn}]);
+        v["participants"] = serde_json::Value::Array(
+            participants
+                .iter()
+                .map(|n| serde_json::json!({"participantId": n, "party": {"kind": "user", "displayName": n}}))
+                .collect(),
+        );
+        v["answeredBy"] = serde_json::json!({"kind": "user", "upn": "Trader.Bill@x.example"});
+        v["mediaStatus"] = serde_json::json!(status);
+        s.upsert_leg(&serde_json::from_value(v).unwrap()).unwrap()
+    };
+    let id = post("4412392345", &["Alice"], "Recording", "a@x.example").interaction_id;
+    let find = |f: &dyn Fn(&mut SearchQuery)| {
+        let mut q = all("id", false);
+        f(&mut q);
+        ids(s.as_ref(), &q)
+    };
+    assert_eq!(find(&|q| q.called = Some("23923".into())), vec![id]);
+    // The number is the called party's, not the calling one's.
+    assert!(find(&|q| q.calling = Some("23923".into())).is_empty());
+    assert!(find(&|q| q.answered = Some("23923".into())).is_empty());
+    // Holding every trigram is not enough: 123, 234 and 345 are all in 4412392345, 12345 is not.
+    assert!(find(&|q| q.called = Some("12345".into())).is_empty());
+    // Case-insensitive.
+    assert_eq!(find(&|q| q.answered = Some("bILL@x".into())), vec![id]);
+    assert_eq!(find(&|q| q.participant = Some("Alice".into())), vec![id]);
+    assert_eq!(find(&|q| q.users = vec!["a@x.example".into()]), vec![id]);
+    // The same post again changes nothing and is still found.
+    assert_eq!(
+        post("4412392345", &["Alice"], "Recording", "a@x.example").interaction_id,
+        id
+    );
+    assert_eq!(find(&|q| q.called = Some("23923".into())), vec![id]);
+    assert_eq!(find(&|q| q.participant = Some("Alice".into())), vec![id]);
+    // New number, a second participant, another target, a later status.
+    post("449999999", &["Alice", "Bob"], "Available", "b@x.example");
+    assert!(find(&|q| q.called = Some("23923".into())).is_empty());
+    assert!(find(&|q| q.called = Some("441239*".into())).is_empty());
+    assert_eq!(find(&|q| q.called = Some("99999".into())), vec![id]);
+    assert_eq!(find(&|q| q.called = Some("449999*".into())), vec![id]);
+    assert_eq!(find(&|q| q.participant = Some("Bob".into())), vec![id]);
+    assert!(find(&|q| q.users = vec!["a@x.example".into()]).is_empty());
+    assert_eq!(find(&|q| q.users = vec!["b@x.example".into()]), vec![id]);
+    assert_eq!(
+        find(&|q| q.media_status = vec![MediaStatus::Available]),
+        vec![id]
+    );
+    let d = s.get(id, &Scope::All).unwrap().unwrap();
+    assert_eq!(d.participant_details.len(), 2);
+    // A status never moves back: a late Recording post leaves it Available.
+    post("449999999", &["Alice", "Bob"], "Recording", "b@x.example");
+    assert_eq!(
+        find(&|q| q.media_status = vec![MediaStatus::Available]),
+        vec![id]
+    );
+}
+
 macro_rules! on_both_backends {
     ($($body:ident => $sqlite:ident, $pg:ident;)*) => {$(
         #[test]
@@ -342,6 +407,8 @@ on_both_backends! {
         pg_concurrent_posts_succeed_or_fail_alone;
     a_broad_search_counts_up_to_the_cap => sqlite_a_broad_search_counts_up_to_the_cap,
         pg_a_broad_search_counts_up_to_the_cap;
+    an_update_moves_every_search_with_it => sqlite_an_update_moves_every_search_with_it,
+        pg_an_update_moves_every_search_with_it;
 }
 
 /// Migrations run once; a database newer than the binary is refused.

@@ -265,6 +265,28 @@ UPDATE interactions SET merge_state = 'pending'
     r#"
 INSERT INTO party_trgm (party_trgm, rank) VALUES ('automerge', 16);
 "#,
+    // The trigram index keeps rowids only (detail=none, contentless): a fifth of the size of
+    // the positions, columns and copy of the keys it held, and merging its segments was still
+    // the largest part of ingest at a million calls (docs/store.md "Load"). Without
+    // positions FTS5 cannot match a phrase or a column, so a "contains" search asks for every
+    // trigram of the text in any party and checks the candidates' own column
+    // (`party_rule`), which the index only narrows.
+    r#"
+DROP TABLE party_trgm;
+CREATE VIRTUAL TABLE party_trgm USING fts5(called, calling, answered, tokenize = 'trigram',
+    detail = none, content = '', contentless_delete = 1);
+INSERT INTO party_trgm (party_trgm, rank) VALUES ('automerge', 16);
+INSERT INTO party_trgm (rowid, called, calling, answered)
+    SELECT id, called_party_key, calling_party_key, answered_by_key FROM interactions;
+"#,
+    // "Starts with" (`732*`) goes through the trigram index too, from three characters on
+    // (`party_rule`): the three NOCASE indexes of the party keys were three of the ten
+    // B-trees every new call wrote a random page of (docs/store.md "Load").
+    r#"
+DROP INDEX interactions_calling_key;
+DROP INDEX interactions_called_key;
+DROP INDEX interactions_answered_key;
+"#,
 ];
 
 /// Applies the migrations not yet applied, each in its own transaction.
