@@ -43,14 +43,20 @@ const CALL_EVERY_MS: u64 = 2_592;
 /// next one started (bots post as calls happen, out of order by the length of a setup). Runs
 /// before 2026-11 drew every start at random in the 30 days, which no live system posts and
 /// which made each index keyed by time (start, status, expiration) take a random page write.
-fn leg(i: u64, rng: &mut rand::rngs::StdRng) -> Result<LegUpdate> {
+/// `random_starts` draws each start at random in the 30 days instead (`--random-starts`, to
+/// compare with those runs).
+fn leg(i: u64, rng: &mut rand::rngs::StdRng, random_starts: bool) -> Result<LegUpdate> {
     let user = rng.gen_range(0..1000);
-    let start = Utc
+    let epoch = Utc
         .with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
         .single()
-        .unwrap_or_default()
-        + chrono::Duration::milliseconds((i * CALL_EVERY_MS) as i64)
-        - chrono::Duration::seconds(rng.gen_range(0..120));
+        .unwrap_or_default();
+    let start = if random_starts {
+        epoch + chrono::Duration::seconds(rng.gen_range(0..30 * 86_400))
+    } else {
+        epoch + chrono::Duration::milliseconds((i * CALL_EVERY_MS) as i64)
+            - chrono::Duration::seconds(rng.gen_range(0..120))
+    };
     let number = format!("44{:09}", rng.gen_range(0..1_000_000_000u64));
     let incoming = rng.gen_bool(0.5);
     let me = json!({"kind": "user", "id": format!("u-{user}"), "displayName": format!("User {user}"),
@@ -126,7 +132,13 @@ impl BenchStore {
 /// Posts `count` legs numbered from `first` from `posters` threads at once, each post on its
 /// own (`upsert_leg`, as the HTTP handler calls it from the blocking pool): the rate of a busy
 /// ingest, where the store may commit concurrent posts together.
-fn post_concurrently(store: &Arc<dyn Store>, first: u64, count: u64, posters: u64) -> Result<()> {
+fn post_concurrently(
+    store: &Arc<dyn Store>,
+    first: u64,
+    count: u64,
+    posters: u64,
+    random_starts: bool,
+) -> Result<()> {
     let per = count.div_ceil(posters.max(1));
     std::thread::scope(|sc| {
         let handles: Vec<_> = (0..posters.max(1))
@@ -136,7 +148,7 @@ fn post_concurrently(store: &Arc<dyn Store>, first: u64, count: u64, posters: u6
                     let mut rng = rand::rngs::StdRng::seed_from_u64(1_000 + t);
                     let from = first + t * per;
                     for i in from..(from + per).min(first + count) {
-                        store.upsert_leg(&leg(i, &mut rng)?)?;
+                        store.upsert_leg(&leg(i, &mut rng, random_starts)?)?;
                     }
                     Ok(())
                 })
@@ -159,6 +171,7 @@ pub fn run(
     posters: u64,
     database_url: Option<&str>,
     append: bool,
+    random_starts: bool,
 ) -> Result<()> {
     let target = match database_url {
         Some(url) => {
@@ -214,7 +227,7 @@ pub fn run(
     };
     let t0 = Instant::now();
     for i in base..base + single {
-        let l = leg(i, &mut rng)?;
+        let l = leg(i, &mut rng, random_starts)?;
         store.upsert_leg(&l)?;
     }
     let d = t0.elapsed();
@@ -226,7 +239,7 @@ pub fn run(
     wal("single posts");
     let concurrent = (n / 10).min(n - single);
     let t0 = Instant::now();
-    post_concurrently(&store, base + single, concurrent, posters)?;
+    post_concurrently(&store, base + single, concurrent, posters, random_starts)?;
     let d = t0.elapsed();
     println!(
         "inserted {concurrent} interactions from {posters} concurrent posters, one post each, \
@@ -239,7 +252,7 @@ pub fn run(
     let mut i = base + single + concurrent;
     while i < base + n {
         let batch = (i..(i + 1000).min(base + n))
-            .map(|k| leg(k, &mut rng))
+            .map(|k| leg(k, &mut rng, random_starts))
             .collect::<Result<Vec<_>>>()?;
         store.upsert_legs(&batch)?;
         i += batch.len() as u64;
@@ -425,9 +438,9 @@ mod tests {
     #[test]
     fn a_small_run_completes() {
         let dir = tempfile::tempdir().unwrap();
-        super::run(dir.path(), 200, 3, 4, None, false).unwrap();
-        // Appended: the new calls numbered after the stored ones, not refused as duplicates.
-        super::run(dir.path(), 200, 3, 4, None, true).unwrap();
+        super::run(dir.path(), 200, 3, 4, None, false, false).unwrap();
+        // Appended (numbered after the stored calls), starts drawn at random.
+        super::run(dir.path(), 200, 3, 4, None, true, true).unwrap();
     }
 
     #[test]

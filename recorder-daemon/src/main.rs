@@ -98,6 +98,10 @@ enum Command {
         /// the rates at its size without filling it again (a million calls take minutes).
         #[arg(long, conflicts_with = "database_url")]
         append: bool,
+        /// Draw each call's start at random in the 30 days (as runs before 2026-11 did)
+        /// instead of in posting order.
+        #[arg(long)]
+        random_starts: bool,
     },
     /// Upload the sealed recordings of the configured spools (what `serve` does continuously).
     Upload {
@@ -220,6 +224,7 @@ fn main() -> ExitCode {
             posters,
             database_url,
             append,
+            random_starts,
         } => bench::run(
             &dir,
             interactions,
@@ -227,6 +232,7 @@ fn main() -> ExitCode {
             posters,
             database_url.as_deref(),
             append,
+            random_starts,
         ),
         Command::Upload {
             once,
