@@ -329,6 +329,7 @@ pub fn run(
             }),
         ),
     ];
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for (name, make) in &searches {
         let mut times = Vec::with_capacity(runs);
         let mut total = 0;
@@ -345,7 +346,6 @@ pub fn run(
         // told from a slow kind.
         let first = times.first().copied().unwrap_or_default();
         times.sort();
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!(
             "{name}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, first {:.1} ms over {runs} runs \
              (mean total {}; {capped} of the runs counted only up to the cap, {TOTAL_CAP})",
@@ -356,6 +356,36 @@ pub fn run(
             total / runs.max(1) as u64
         );
     }
+    // A supervisor searching while the bots post: the first search kind again, while
+    // `posters` threads post another twentieth of the calls.
+    let during = (n / 20).max(1);
+    let next = last_id as u64;
+    let (name, make) = &searches[0];
+    let mut times = Vec::new();
+    let t0 = Instant::now();
+    std::thread::scope(|sc| -> Result<()> {
+        let ingest = sc.spawn(|| post_concurrently(&store, next, during, posters, random_starts));
+        while !ingest.is_finished() {
+            let q = make(&mut rng);
+            let t = Instant::now();
+            store.search(&q, &Scope::All)?;
+            times.push(t.elapsed());
+        }
+        ingest
+            .join()
+            .map_err(|_| anyhow::anyhow!("the posters panicked"))?
+    })?;
+    let d = t0.elapsed();
+    times.sort();
+    println!(
+        "{name}, while {posters} posters insert {during} more ({:.0} inserts/s): p50 {:.1} ms, \
+         p99 {:.1} ms, max {:.1} ms over {} runs",
+        during as f64 / d.as_secs_f64(),
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+        ms(times.last().copied().unwrap_or_default()),
+        times.len()
+    );
     Ok(())
 }
 

@@ -66,7 +66,16 @@ pub struct SqliteStore {
     writer: Option<std::thread::JoinHandle<()>>,
     /// The checkpoint thread of a store on disk, and what stops it.
     checkpointer: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+    /// Read-only connections of a store on disk for searches and the audit trail, so that a
+    /// supervisor's search does not wait behind the writer's commits (WAL readers see every
+    /// committed post, and a post is answered only after its commit). Empty in memory: the
+    /// writer's connection serves them.
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
 }
+
+/// Read connections of a store on disk: one per core of this machine's class.
+const READERS: usize = 2;
 
 /// How much of the database file reads map (SQLite caps it at its compile-time limit).
 const MMAP_BYTES: i64 = 4 << 30;
@@ -241,6 +250,14 @@ impl SqliteStore {
             })
             .map_err(|e| StoreError::Db(format!("starting the store's checkpoints: {e}")))?;
         store.checkpointer = Some((stop, thread));
+        for _ in 0..READERS {
+            let r = Connection::open(path)?;
+            r.busy_timeout(std::time::Duration::from_secs(5))?;
+            r.pragma_update(None, "query_only", true)?;
+            r.pragma_update(None, "cache_size", -32768)?;
+            r.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+            store.readers.push(Mutex::new(r));
+        }
         Ok(store)
     }
 
@@ -290,6 +307,8 @@ impl SqliteStore {
             posts: Some(posts),
             writer: Some(writer),
             checkpointer: None,
+            readers: Vec::new(),
+            next_reader: Default::default(),
         })
     }
 
@@ -303,6 +322,26 @@ impl SqliteStore {
             .send(Post { legs, reply })
             .map_err(|_| stopped())?;
         answer.recv().map_err(|_| stopped())?
+    }
+
+    /// A read connection: a free one if any, else the next in turn (the writer's connection
+    /// in memory).
+    fn read(&self) -> StoreResult<std::sync::MutexGuard<'_, Connection>> {
+        let n = self.readers.len();
+        if n == 0 {
+            return self.lock();
+        }
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for k in 0..n {
+            if let Ok(c) = self.readers[(start + k) % n].try_lock() {
+                return Ok(c);
+            }
+        }
+        Ok(self.readers[start % n]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()))
     }
 
     fn lock(&self) -> StoreResult<std::sync::MutexGuard<'_, Connection>> {
@@ -1238,7 +1277,7 @@ impl Store for SqliteStore {
             .ok_or_else(|| StoreError::Invalid(format!("cannot sort on {:?}", q.sort)))?;
         let dir = if q.descending { "DESC" } else { "ASC" };
         let (page, size, offset) = page_bounds(q.page, q.page_size);
-        let conn = self.lock()?;
+        let conn = self.read()?;
         // Counting stops after the cap: the count is driven by the most selective filter, and
         // a broad one would otherwise read every matching row.
         let counted: i64 = conn.query_row(
@@ -1276,7 +1315,7 @@ impl Store for SqliteStore {
     }
 
     fn get(&self, id: i64, scope: &Scope) -> StoreResult<Option<InteractionDetail>> {
-        let conn = self.lock()?;
+        let conn = self.read()?;
         if !visible(&conn, id, scope)? {
             return Ok(None);
         }
@@ -1928,7 +1967,7 @@ impl Store for SqliteStore {
             format!("WHERE {}", wh.join(" AND "))
         };
         let (page, size, offset) = page_bounds(q.page, q.page_size);
-        let conn = self.lock()?;
+        let conn = self.read()?;
         let total: i64 = conn.query_row(
             &format!("SELECT COUNT(*) FROM audit {wh}"),
             params_from_iter(p.iter()),
@@ -1951,7 +1990,7 @@ impl Store for SqliteStore {
     }
 
     fn audit_all(&self) -> StoreResult<Vec<AuditEntry>> {
-        let conn = self.lock()?;
+        let conn = self.read()?;
         let v = conn
             .prepare(
                 "SELECT id, at, user_oid, user_upn, action, item_type, item, description, prev_hash, hash \
@@ -2051,6 +2090,47 @@ mod tests {
             .total,
             TOTAL_CAP
         );
+    }
+
+    /// Searches run on the read connections while posts are committed: each sees every post
+    /// answered before it began, and never loses one it saw.
+    #[test]
+    fn searches_on_the_read_connections_follow_the_posts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        assert_eq!(s.readers.len(), READERS);
+        let q = SearchQuery {
+            page: 1,
+            page_size: 1,
+            sort: "id".into(),
+            ..Default::default()
+        };
+        let answered = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|sc| {
+            for t in 0..4 {
+                let (s, answered) = (s.clone(), &answered);
+                sc.spawn(move || {
+                    for i in 0..100 {
+                        let mut l = leg(&format!("r-{t}-{i}"), "primary");
+                        l.pairing_key = format!("k-{t}-{i}");
+                        s.upsert_leg(&l).unwrap();
+                        answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+            let mut seen = 0;
+            while answered.load(std::sync::atomic::Ordering::SeqCst) < 400 {
+                let before = answered.load(std::sync::atomic::Ordering::SeqCst);
+                let total = s.search(&q, &Scope::All).unwrap().total;
+                assert!(
+                    total >= before,
+                    "a search saw {total} calls, {before} were answered"
+                );
+                assert!(total >= seen, "a search saw {total} calls after {seen}");
+                seen = total;
+            }
+        });
+        assert_eq!(s.search(&q, &Scope::All).unwrap().total, 400);
     }
 
     #[test]
