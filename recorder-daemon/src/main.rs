@@ -456,6 +456,20 @@ fn merger(cfg: &Config, store: Arc<dyn Store>, storages: Storages) -> Arc<merge:
     ))
 }
 
+/// A storage key as a path under the target directory: a key is storage data (a blob name
+/// can be `../x` or `/etc/x`), so only plain relative names are taken.
+fn plain_relative(key: &str) -> Result<&std::path::Path> {
+    let rel = std::path::Path::new(key);
+    anyhow::ensure!(
+        !key.is_empty()
+            && rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_))),
+        "key {key:?}: not a plain relative path"
+    );
+    Ok(rel)
+}
+
 fn fetch_cmd(cfg: &Config, name: &str, prefix: &str, out: &std::path::Path) -> Result<()> {
     use futures_util::TryStreamExt;
     use std::io::Write;
@@ -473,15 +487,7 @@ fn fetch_cmd(cfg: &Config, name: &str, prefix: &str, out: &std::path::Path) -> R
             .with_context(|| format!("listing {name}"))?;
         let mut bytes = 0u64;
         for o in &objects {
-            // A key is storage data: never let one write outside `out`.
-            let rel = std::path::Path::new(&o.key);
-            anyhow::ensure!(
-                rel.components()
-                    .all(|c| matches!(c, std::path::Component::Normal(_))),
-                "key {:?}: not a plain relative path",
-                o.key
-            );
-            let dst = out.join(rel);
+            let dst = out.join(plain_relative(&o.key)?);
             if let Some(d) = dst.parent() {
                 std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
             }
@@ -651,4 +657,17 @@ async fn shutdown() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fetch_takes_only_keys_that_stay_under_the_target() {
+        for good in ["a.ogg", "2026/03/01/r-1/audio.ogg", "x/./y"] {
+            assert!(super::plain_relative(good).is_ok(), "{good}");
+        }
+        for bad in ["", "../x", "a/../../x", "/etc/passwd", "a/..", ".."] {
+            assert!(super::plain_relative(bad).is_err(), "{bad}");
+        }
+    }
 }
