@@ -1,7 +1,7 @@
-//! The embedded store: SQLite (bundled), WAL, one connection behind a mutex. Writes are short
-//! transactions; posted legs go through a writer thread that commits the posts waiting for it
-//! together (group commit); a read pool is the next step when searches must run alongside
-//! ingest.
+//! The embedded store: SQLite (bundled), WAL. One connection writes, behind a mutex: short
+//! transactions, and posted legs go through a writer thread that commits the posts waiting for
+//! it together (group commit). Searches read through read-only connections of their own, and
+//! checkpoints run on a thread of their own (docs/store.md).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
