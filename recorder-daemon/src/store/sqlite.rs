@@ -288,6 +288,14 @@ impl SqliteStore {
         // where a busy lock is waited for. A deferred one that read first and then found the
         // checkpoint thread restarting the WAL would fail at once (SQLITE_BUSY_SNAPSHOT).
         conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
+        // The writer's statements look rows up by key, whatever the key: with STAT4 samples
+        // SQLite recompiled them for every new bound value (about 5% of ingest, perf), which
+        // the query planner stability guarantee turns off. Searches plan on the read
+        // connections, by their values.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         schema::migrate(&mut conn)?;
         // Planner statistics for the tables that changed a lot since they were last gathered
         // (cheap when nothing did); without them a search may walk the start-time index
