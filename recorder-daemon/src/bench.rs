@@ -469,8 +469,14 @@ mod tests {
     fn a_small_run_completes() {
         let dir = tempfile::tempdir().unwrap();
         super::run(dir.path(), 200, 3, 4, None, false, false).unwrap();
-        // Appended (numbered after the stored calls), starts drawn at random.
+        // Appended (numbered after the stored calls), starts drawn at random: each run stores
+        // its 200 calls and the twentieth more posted while searching, none overwriting another.
         super::run(dir.path(), 200, 3, 4, None, true, true).unwrap();
+        let legs: i64 = rusqlite::Connection::open(dir.path().join("bench.db"))
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM legs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(legs, 2 * 210);
     }
 
     #[test]

@@ -693,6 +693,8 @@ async fn sql_metacharacters_are_only_text_on(env: Env) {
         "') OR ('a'='a",
         "NEAR(a b)",
         "\" OR \"",
+        "a\"b\"c*",
+        "AND \"x",
     ];
     let keys = [
         "user",

@@ -3,6 +3,7 @@
 //! it together (group commit). Searches read through read-only connections of their own, and
 //! checkpoints run on a thread of their own (docs/store.md).
 
+use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
@@ -102,8 +103,9 @@ const WRITER_CHECKPOINT_FRAMES: i64 = 100_000;
 /// holds [`RESTART_FRAMES`] a RESTART checkpoint holds the writer back while it copies the
 /// little the last PASSIVE one left, and the next transaction writes the WAL from its start.
 /// It holds the store's connection meanwhile: waiting for SQLite's write lock instead starved
-/// (a busy writer takes the lock again at once, and the WAL reached 750 MB). Ends when the
-/// store is dropped.
+/// (a busy writer takes the lock again at once, and the WAL reached 750 MB). A search running
+/// on a read connection holds the RESTART (and so the writer) back until it ends. Ends when
+/// the store is dropped.
 fn checkpoint_loop(conn: Connection, store: Arc<Mutex<Connection>>, stop: mpsc::Receiver<()>) {
     let mut last_error = None;
     let checkpoint = |mode: &str| {
@@ -740,10 +742,10 @@ pub(super) fn party_cols(p: &Option<Party>) -> (String, String) {
 
 /// Media status of an interaction from its legs: recording while one leg records, available
 /// when one leg has media, then the most hopeful of the rest.
-pub(super) fn aggregate_status(legs: &[(BotRole, LegUpdate)]) -> MediaStatus {
+pub(super) fn aggregate_status<L: Borrow<LegUpdate>>(legs: &[(BotRole, L)]) -> MediaStatus {
     use MediaStatus::*;
     for s in [Recording, Available, Pending, Failed, Unavailable, Deleted] {
-        if legs.iter().any(|(_, l)| l.media_status == s) {
+        if legs.iter().any(|(_, l)| l.borrow().media_status == s) {
             return s;
         }
     }
@@ -807,18 +809,25 @@ fn opt_text(s: Option<String>) -> Value {
     s.map(Value::Text).unwrap_or(Value::Null)
 }
 
-/// The interaction's columns from its legs; `deleted` when the store already deleted it (a
-/// late update from a bot does not undo the store's decision). `None` without legs.
-fn derive(legs: &[(BotRole, LegUpdate)], deleted: bool) -> Option<Derived<'_>> {
-    let rep = legs
-        .iter()
+/// The leg that represents an interaction: the primary's when there is one.
+fn representative<L: Borrow<LegUpdate>>(legs: &[(BotRole, L)]) -> Option<&LegUpdate> {
+    legs.iter()
         .find(|(r, _)| *r == BotRole::Primary)
         .or(legs.first())
-        .map(|(_, l)| l)?;
+        .map(|(_, l)| l.borrow())
+}
+
+/// The interaction's columns from its legs and their `representative`; `deleted` when the
+/// store already deleted it (a late update from a bot does not undo the store's decision).
+fn derive<'a, L: Borrow<LegUpdate>>(
+    rep: &'a LegUpdate,
+    legs: &[(BotRole, L)],
+    deleted: bool,
+) -> Derived<'a> {
     let paired_call = legs
         .iter()
         .find(|(r, _)| *r == BotRole::Paired)
-        .map(|(_, l)| l.call_id.clone())
+        .map(|(_, l)| l.borrow().call_id.clone())
         .unwrap_or_default();
     let status = if deleted {
         MediaStatus::Deleted
@@ -834,7 +843,7 @@ fn derive(legs: &[(BotRole, LegUpdate)], deleted: bool) -> Option<Derived<'_>> {
     // either does not shorten the others'.
     let expiration = legs
         .iter()
-        .filter_map(|(_, l)| l.expiry())
+        .filter_map(|(_, l)| l.borrow().expiry())
         .max()
         .map(|t| fmt_time(&t));
     let values = vec![
@@ -870,16 +879,13 @@ fn derive(legs: &[(BotRole, LegUpdate)], deleted: bool) -> Option<Derived<'_>> {
         Value::Integer(rep.hold_time_ms.min(i64::MAX as u64) as i64),
     ];
     debug_assert_eq!(values.len(), DERIVED_COLUMNS.len());
-    Some(Derived { values, rep })
+    Derived { values, rep }
 }
 
 /// Creates the interaction of a first leg with its final columns and lists: one write of each
 /// row and index entry, where an insert followed by [`recompute`] wrote every index twice.
 fn create_interaction(tx: &Transaction<'_>, leg: &LegUpdate) -> StoreResult<i64> {
-    let legs = [(leg.bot_role, leg.clone())];
-    let Some(d) = derive(&legs, false) else {
-        unreachable!("one leg derives an interaction");
-    };
+    let d = derive(leg, &[(leg.bot_role, leg)], false);
     let t = now();
     let sql = format!(
         "INSERT INTO interactions (pairing_key, created_at, updated_at, {}) VALUES (?, ?, ?, {})",
@@ -999,9 +1005,10 @@ fn recompute(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
         })?
     };
     let deleted = current[MEDIA_STATUS_COLUMN] == Value::Text(MediaStatus::Deleted.as_str().into());
-    let Some(d) = derive(&legs, deleted) else {
+    let Some(rep) = representative(&legs) else {
         return Ok(());
     };
+    let d = derive(rep, &legs, deleted);
     let changed: Vec<usize> = (0..DERIVED_COLUMNS.len())
         .filter(|&i| current[i] != d.values[i])
         .collect();
